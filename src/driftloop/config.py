@@ -1,0 +1,371 @@
+"""driftloop.yaml as typed pydantic models: the only place defaults live.
+
+`load_config(path)` reads the file, applies `DRIFTLOOP_*` environment overrides and resolves relative
+paths against the config file's folder. Nothing happens at import time.
+
+Environment overrides: `DRIFTLOOP_SECTION__KEY=value` sets any key (`DRIFTLOOP_TRAINING__BUDGET__SECONDS=30`),
+values parsed as YAML scalars. Shortcuts for the settings operators change most: `DRIFTLOOP_DATABASE_URL`,
+`DRIFTLOOP_TRACKING_URI`, `DRIFTLOOP_ADMIN_TOKEN`, `DRIFTLOOP_DASK_SCHEDULER`, `DRIFTLOOP_HOME` (store root).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from driftloop.errors import ConfigError
+
+CONFIG_FILE = "driftloop.yaml"
+ENV_PREFIX = "DRIFTLOOP_"
+ENV_SHORTCUTS = {
+    "DRIFTLOOP_DATABASE_URL": ("stores", "database_url"),
+    "DRIFTLOOP_TRACKING_URI": ("stores", "tracking_uri"),
+    "DRIFTLOOP_HOME": ("stores", "root"),
+    "DRIFTLOOP_ADMIN_TOKEN": ("serving", "admin_token"),
+    "DRIFTLOOP_DASK_SCHEDULER": ("scale", "dask_scheduler"),
+}
+
+Task = Literal["binary", "multiclass", "regression"]
+FeatureType = Literal["numeric", "categorical"]
+Family = Literal["linear", "random_forest", "extra_trees", "lightgbm"]
+Metric = Literal["accuracy", "f1_macro", "roc_auc", "log_loss", "rmse", "mae", "r2"]
+Strategy = Literal["single", "ab", "canary", "shadow", "bluegreen"]
+
+#: Metrics where a smaller value is better; the gate and the controller flip their comparisons for these.
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+DEFAULT_METRIC: dict[str, Metric] = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectConfig(Section):
+    name: str = Field("driftloop-model", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Registered model name in MLflow, and the key of the deployment state."""
+
+
+class DataConfig(Section):
+    path: Path | None = None
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    target: str = Field(..., min_length=1)
+    task: Task | None = None
+    """None: inferred from the target column (few distinct values -> classification)."""
+    id_column: str | None = None
+    timestamp_column: str | None = None
+    exclude: list[str] = Field(default_factory=list)
+    feature_types: dict[str, FeatureType] = Field(default_factory=dict)
+    holdout_fraction: float = Field(0.2, gt=0, lt=1)
+    max_categories: int = Field(50, ge=2)
+    """A text column with more distinct values than this is treated as free text and excluded."""
+
+
+class Budget(Section):
+    trials: int | None = Field(40, gt=0)
+    seconds: float | None = Field(120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Budget:
+        if self.trials is None and self.seconds is None:
+            raise ValueError("set trials, seconds or both: an unbounded search never ends")
+        return self
+
+
+class TrainingConfig(Section):
+    families: list[Family] = Field(
+        default_factory=lambda: ["linear", "random_forest", "extra_trees", "lightgbm"], min_length=1
+    )
+    budget: Budget = Field(default_factory=Budget)
+    cv_folds: int = Field(5, ge=2, le=20)
+    metric: Metric | None = None
+    """None: accuracy (multiclass), roc_auc (binary), rmse (regression)."""
+    seed: int = 42
+    reference_rows: int = Field(5000, ge=100)
+    """Rows of the training features kept with the model as the drift reference."""
+    n_jobs: int = Field(-1, ge=-1)
+
+
+class GateConfig(Section):
+    min_improvement: float = Field(0.0, ge=0)
+    """How much better the challenger must be, in metric units, for the point estimate to count."""
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    test: Literal["bootstrap", "mcnemar"] = "bootstrap"
+    bootstrap_resamples: int = Field(2000, ge=100)
+    max_latency_ms_per_row: float = Field(5.0, gt=0)
+    recent_rows: int = Field(500, ge=0)
+    """Most recent labeled production rows held out of retraining and used by the gate as well."""
+
+
+class StoresConfig(Section):
+    root: Path = Path(".driftloop")
+    tracking_uri: str | None = None
+    """None: sqlite:///<root>/mlflow.db, or the database_url when that points at PostgreSQL."""
+    artifact_location: str | None = None
+    """None: <root>/mlartifacts."""
+    database_url: str | None = None
+    """None: sqlite:///<root>/driftloop.db. PostgreSQL: postgresql+psycopg://user@host/db."""
+    log_dir: Path | None = None
+    """None: <root>/logs. Prediction and feedback Parquet files."""
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.root / 'driftloop.db').as_posix()}"
+
+    def resolved_tracking_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        if self.database_url and self.database_url.startswith("postgresql"):
+            return self.database_url
+        return f"sqlite:///{(self.root / 'mlflow.db').as_posix()}"
+
+    def resolved_artifact_location(self) -> str:
+        return self.artifact_location or (self.root / "mlartifacts").resolve().as_uri()
+
+    def resolved_log_dir(self) -> Path:
+        return self.log_dir or self.root / "logs"
+
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+
+class ServingConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    admin_token: str | None = None
+    """None: the admin endpoints are off (404), never open."""
+    poll_seconds: float = Field(2.0, gt=0)
+    max_body_bytes: int = Field(1 << 20, gt=0)
+    max_rows_per_request: int = Field(10_000, gt=0)
+    unknown_fields: Literal["reject", "ignore"] = "reject"
+    log_flush_seconds: float = Field(1.0, gt=0)
+    log_flush_rows: int = Field(5000, gt=0)
+    log_queue_rows: int = Field(200_000, gt=0)
+    """Rows the log writer buffers before it drops (and counts) instead of blocking the hot path."""
+
+
+class ColumnDriftOverride(Section):
+    method: Literal["ks", "chisquare", "z", "wasserstein", "jensenshannon", "psi"] | None = None
+    threshold: float | None = Field(None, gt=0)
+
+
+class MonitoringConfig(Section):
+    window: str | None = "1h"
+    """A duration (30m, 1h, 2d) or None to use `last_rows`."""
+    last_rows: int | None = Field(None, gt=0)
+    drift_share: float = Field(0.5, gt=0, le=1)
+    min_rows: int = Field(30, ge=1)
+    """Fewer rows than this in the window give a "no data" result, not a verdict."""
+    columns: dict[str, ColumnDriftOverride] = Field(default_factory=dict)
+
+
+AlertKind = Literal["dataset_drift", "feature_drift", "metric_drop", "data_quality"]
+
+
+class AlertRule(Section):
+    name: str
+    kind: AlertKind
+    features: list[str] = Field(default_factory=list)
+    max_drop: float = Field(0.05, ge=0)
+    """metric_drop: alert when the live metric is this far below the champion's gate metric."""
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+def _default_alert_rules() -> list[AlertRule]:
+    return [
+        AlertRule(name="dataset-drift", kind="dataset_drift"),
+        AlertRule(name="performance-drop", kind="metric_drop", severity="critical"),
+        AlertRule(name="data-quality", kind="data_quality"),
+    ]
+
+
+class AlertsConfig(Section):
+    rules: list[AlertRule] = Field(default_factory=_default_alert_rules)
+    webhook_url: str | None = None
+    webhook_retries: int = Field(3, ge=0)
+    webhook_timeout_seconds: float = Field(5.0, gt=0)
+    cooldown_seconds: float = Field(900.0, ge=0)
+
+
+class TriggerConfig(Section):
+    kind: Literal["dataset_drift", "feature_drift", "metric_drop", "schedule", "new_labels"]
+    features: list[str] = Field(default_factory=list)
+    max_drop: float = Field(0.05, ge=0)
+    every_seconds: float | None = Field(None, gt=0)
+    min_labels: int = Field(200, ge=1)
+    cooldown_seconds: float = Field(600.0, ge=0)
+
+
+def _default_triggers() -> list[TriggerConfig]:
+    return [TriggerConfig(kind="dataset_drift"), TriggerConfig(kind="metric_drop")]
+
+
+class RetrainConfig(Section):
+    include_production: bool = True
+    recency_seconds: float | None = Field(None, gt=0)
+    """Only labeled production rows newer than this; None keeps them all."""
+    production_weight: float = Field(1.0, gt=0)
+    min_labeled_rows: int = Field(100, ge=0)
+
+
+class RolloutConfig(Section):
+    steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5, 1.0], min_length=1)
+    min_requests: int = Field(200, ge=1)
+    min_dwell_seconds: float = Field(30.0, ge=0)
+    max_error_rate_increase: float = Field(0.01, ge=0)
+    max_p95_latency_ratio: float = Field(2.0, gt=1)
+    min_labels: int = Field(50, ge=1)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_increase_to_one(cls, steps: list[float]) -> list[float]:
+        if any(not 0 < s <= 1 for s in steps):
+            raise ValueError("every step must be in (0, 1]")
+        if steps != sorted(steps) or len(set(steps)) != len(steps):
+            raise ValueError("steps must strictly increase")
+        if steps[-1] != 1.0:
+            raise ValueError("the last step must be 1.0 (full promotion)")
+        return steps
+
+
+class LoopConfig(Section):
+    interval_seconds: float = Field(30.0, gt=0)
+    triggers: list[TriggerConfig] = Field(default_factory=_default_triggers)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    lease_seconds: float = Field(60.0, gt=0)
+    """How long a controller's lock lasts without renewal before another controller may take over."""
+
+
+class ScaleConfig(Section):
+    dask_scheduler: str | None = None
+    """tcp://host:8786 of an existing cluster; None starts a local cluster when one is needed."""
+    partition_rows: int = Field(1_000_000, gt=0)
+
+
+class Config(Section):
+    project: ProjectConfig = Field(default_factory=ProjectConfig)
+    data: DataConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    stores: StoresConfig = Field(default_factory=StoresConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
+
+    base_dir: Path = Field(default=Path("."), exclude=True)
+    """Folder of the config file; relative paths in it are resolved against this."""
+
+    def metric(self, task: str) -> Metric:
+        return self.training.metric or DEFAULT_METRIC[task]
+
+
+def _set_path(tree: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def _env_overrides(environ: dict[str, str]) -> list[tuple[tuple[str, ...], Any]]:
+    found: list[tuple[tuple[str, ...], Any]] = []
+    for name, raw in sorted(environ.items()):
+        if name in ENV_SHORTCUTS:
+            found.append((ENV_SHORTCUTS[name], raw))
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            keys = tuple(k.lower() for k in name[len(ENV_PREFIX) :].split("__"))
+            found.append((keys, yaml.safe_load(raw) if raw else None))
+    return found
+
+
+_MESSAGES = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "missing": "is required",
+    "extra_forbidden": "is not a known key",
+    "literal_error": "must be one of {expected}",
+}
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem, each starting with the dotted key path: `training.budget.seconds: must be > 0`."""
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        template = _MESSAGES.get(err["type"])
+        ctx = err.get("ctx") or {}
+        try:
+            msg = template.format(**ctx) if template else err["msg"]
+        except KeyError:
+            msg = err["msg"]
+        if err["type"] == "value_error":
+            msg = str(ctx.get("error", err["msg"]))
+        lines.append(f"{path}: {msg} (got {err['input']!r})" if err["type"] != "missing" else f"{path}: {msg}")
+    return lines
+
+
+def config_from_dict(
+    raw: dict[str, Any], *, base_dir: Path = Path("."), environ: dict[str, str] | None = None
+) -> Config:
+    """Validate a config mapping with environment overrides applied; relative paths resolve against base_dir."""
+    tree = dict(raw)
+    for keys, value in _env_overrides(dict(os.environ) if environ is None else environ):
+        _set_path(tree, keys, value)
+    try:
+        cfg = Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError("invalid config", problems=format_validation_error(exc)) from None
+    cfg.base_dir = base_dir
+    return _resolve_paths(cfg)
+
+
+def _resolve_paths(cfg: Config) -> Config:
+    base = cfg.base_dir
+    if cfg.data.path is not None and not cfg.data.path.is_absolute():
+        cfg.data.path = (base / cfg.data.path).resolve()
+    if not cfg.stores.root.is_absolute():
+        cfg.stores.root = (base / cfg.stores.root).resolve()
+    if cfg.stores.log_dir is not None and not cfg.stores.log_dir.is_absolute():
+        cfg.stores.log_dir = (base / cfg.stores.log_dir).resolve()
+    return cfg
+
+
+def find_config(start: Path | None = None) -> Path:
+    """The driftloop.yaml in `start` or its nearest parent, like git finds its repository."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"no {CONFIG_FILE} in {here} or its parents: run `driftloop init DATA.csv --target COL`")
+
+
+def load_config(path: Path | str | None = None, *, environ: dict[str, str] | None = None) -> Config:
+    """Read, override from the environment, validate. Raises ConfigError naming every bad key."""
+    file = Path(path) if path is not None else find_config()
+    if not file.is_file():
+        raise ConfigError(f"config file {file} does not exist")
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of sections (data:, training:, ...)")
+    cfg = config_from_dict(raw, base_dir=file.resolve().parent, environ=environ)
+    if cfg.data.path is not None and not cfg.data.path.exists():
+        raise ConfigError("invalid config", problems=[f"data.path: file {cfg.data.path} does not exist"])
+    return cfg

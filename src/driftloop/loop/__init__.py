@@ -1,0 +1,1 @@
+"""The closed loop: triggers, retraining, canary rollout."""

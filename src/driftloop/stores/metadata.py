@@ -1,0 +1,558 @@
+"""The metadata store: dataset versions, deployment state, loop events, monitoring results, alerts, leases.
+
+One code path for SQLite (embedded default) and PostgreSQL (psycopg 3). Deployment state changes only
+through `MetadataStore.update_deployment`, a compare-and-swap on the row's `revision`, so two controllers,
+or an admin call racing a controller, cannot overwrite each other's decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from driftloop.errors import ConflictError, NotFoundError
+
+meta = sa.MetaData()
+
+datasets = sa.Table(
+    "datasets",
+    meta,
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("n_columns", sa.Integer, nullable=False),
+    sa.Column("schema_json", sa.Text, nullable=False),
+    sa.Column("parents_json", sa.Text, nullable=False, default="[]"),
+    sa.Column("note", sa.Text, nullable=False, default=""),
+)
+
+deployments = sa.Table(
+    "deployments",
+    meta,
+    sa.Column("model_name", sa.String(200), primary_key=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("champion", sa.String(32)),
+    sa.Column("challenger", sa.String(32)),
+    sa.Column("strategy", sa.String(16), nullable=False),
+    sa.Column("challenger_weight", sa.Float, nullable=False),
+    sa.Column("rollout_step", sa.Integer),
+    sa.Column("step_started_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+)
+
+deployment_history = sa.Table(
+    "deployment_history",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(200), nullable=False, index=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("champion", sa.String(32)),
+    sa.Column("challenger", sa.String(32)),
+    sa.Column("strategy", sa.String(16), nullable=False),
+    sa.Column("challenger_weight", sa.Float, nullable=False),
+    sa.Column("rollout_step", sa.Integer),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.UniqueConstraint("model_name", "revision"),
+)
+
+events = sa.Table(
+    "events",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("model_version", sa.String(32)),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("data_version", sa.String(64)),
+    sa.Column("evidence_json", sa.Text, nullable=False, default="{}"),
+)
+
+monitoring_results = sa.Table(
+    "monitoring_results",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(32)),
+    sa.Column("window_start", sa.DateTime(timezone=True)),
+    sa.Column("window_end", sa.DateTime(timezone=True)),
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("dataset_drift", sa.Boolean),
+    sa.Column("drift_share", sa.Float),
+    sa.Column("result_json", sa.Text, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String(200), nullable=False, index=True),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_sent", sa.DateTime(timezone=True)),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("model_version", sa.String(32)),
+    sa.Column("evidence_json", sa.Text, nullable=False, default="{}"),
+)
+
+leases = sa.Table(
+    "leases",
+    meta,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; everything stored is UTC."""
+    if ts is None or ts.tzinfo is not None:
+        return ts
+    return ts.replace(tzinfo=UTC)
+
+
+def default_actor() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What serves now. `revision` counts changes; every change goes through compare-and-swap on it."""
+
+    model_name: str
+    revision: int = 0
+    champion: str | None = None
+    challenger: str | None = None
+    strategy: str = "single"
+    challenger_weight: float = 0.0
+    rollout_step: int | None = None
+    step_started_at: datetime | None = None
+    updated_at: datetime | None = None
+    reason: str = ""
+    actor: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("step_started_at", "updated_at"):
+            out[key] = out[key].isoformat() if out[key] else None
+        return out
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    version: str
+    digest: str
+    created_at: datetime
+    source: str
+    path: str
+    n_rows: int
+    n_columns: int
+    schema: dict[str, Any]
+    parents: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    ts: datetime
+    model_name: str
+    kind: str
+    message: str
+    model_version: str | None
+    run_id: str | None
+    data_version: str | None
+    evidence: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ts"] = self.ts.isoformat()
+        return out
+
+
+class MetadataStore:
+    """SQLAlchemy access to the metadata tables. Create with `MetadataStore.connect(url)`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def connect(cls, url: str, *, create: bool = True) -> MetadataStore:
+        url = normalize_url(url)
+        kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
+        if url.startswith("sqlite"):
+            # Several processes (servers, controller, CLI) share one SQLite file: wait for locks, don't fail.
+            kwargs["connect_args"] = {"timeout": 30}
+        engine = sa.create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        store = cls(engine)
+        if create:
+            store.create_all()
+        return store
+
+    def create_all(self) -> None:
+        from driftloop.stores.migrations import upgrade
+
+        upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # -- datasets -----------------------------------------------------------------------------------------
+
+    def add_dataset(self, rec: DatasetRecord) -> DatasetRecord:
+        """Insert a dataset version; identical content (same digest) returns the existing record."""
+        existing = self.find_dataset_by_digest(rec.digest)
+        if existing is not None:
+            return existing
+        try:
+            with self.begin() as conn:
+                conn.execute(
+                    datasets.insert().values(
+                        version=rec.version,
+                        digest=rec.digest,
+                        created_at=rec.created_at,
+                        source=rec.source,
+                        path=rec.path,
+                        n_rows=rec.n_rows,
+                        n_columns=rec.n_columns,
+                        schema_json=json.dumps(rec.schema),
+                        parents_json=json.dumps(rec.parents),
+                        note=rec.note,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            # Another process added the same content between our read and our insert.
+            existing = self.find_dataset_by_digest(rec.digest)
+            if existing is None:
+                raise
+            return existing
+        return rec
+
+    def find_dataset_by_digest(self, digest: str) -> DatasetRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(datasets).where(datasets.c.digest == digest)).mappings().first()
+        return _dataset(row) if row else None
+
+    def get_dataset(self, version: str) -> DatasetRecord:
+        """Look up a version by its id or any unique prefix of it; `latest` is the newest."""
+        with self.engine.connect() as conn:
+            if version == "latest":
+                rows = (
+                    conn.execute(sa.select(datasets).order_by(datasets.c.created_at.desc()).limit(1))
+                    .mappings()
+                    .all()
+                )
+            else:
+                rows = (
+                    conn.execute(sa.select(datasets).where(datasets.c.version.startswith(version)).limit(2))
+                    .mappings()
+                    .all()
+                )
+        if not rows:
+            raise NotFoundError(f"dataset version {version!r} does not exist (see `driftloop data list`)")
+        if len(rows) > 1:
+            raise NotFoundError(f"dataset version prefix {version!r} is ambiguous: give more characters")
+        return _dataset(rows[0])
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(datasets).order_by(datasets.c.created_at)).mappings().all()
+        return [_dataset(r) for r in rows]
+
+    # -- deployment state ---------------------------------------------------------------------------------
+
+    def get_deployment(self, model_name: str) -> Deployment:
+        """The current deployment; revision 0 with nothing serving if none was ever made."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(deployments).where(deployments.c.model_name == model_name))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            return Deployment(model_name=model_name)
+        return _deployment(row)
+
+    def update_deployment(self, expected: Deployment, **changes: Any) -> Deployment:
+        """Compare-and-swap: apply `changes` only if the row is still at `expected.revision`.
+
+        Raises ConflictError if someone else changed it first; the caller re-reads and decides again.
+        Every successful change is appended to deployment_history in the same transaction.
+        """
+        changes.setdefault("actor", default_actor())
+        new = replace(expected, revision=expected.revision + 1, updated_at=utcnow(), **changes)
+        values = {k: v for k, v in asdict(new).items() if k != "model_name"}
+        with self.begin() as conn:
+            if expected.revision == 0:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(deployments.insert().values(model_name=new.model_name, **values))
+                except sa.exc.IntegrityError:
+                    raise ConflictError(f"deployment of {new.model_name} was created concurrently") from None
+            else:
+                result = conn.execute(
+                    deployments.update()
+                    .where(deployments.c.model_name == new.model_name)
+                    .where(deployments.c.revision == expected.revision)
+                    .values(**values)
+                )
+                if result.rowcount != 1:
+                    raise ConflictError(
+                        f"deployment of {new.model_name} changed since revision {expected.revision}"
+                    )
+            conn.execute(
+                deployment_history.insert().values(
+                    model_name=new.model_name,
+                    revision=new.revision,
+                    champion=new.champion,
+                    challenger=new.challenger,
+                    strategy=new.strategy,
+                    challenger_weight=new.challenger_weight,
+                    rollout_step=new.rollout_step,
+                    changed_at=new.updated_at,
+                    reason=new.reason,
+                    actor=new.actor,
+                )
+            )
+        return new
+
+    def deployment_history(self, model_name: str) -> list[Deployment]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(deployment_history)
+                    .where(deployment_history.c.model_name == model_name)
+                    .order_by(deployment_history.c.revision)
+                )
+                .mappings()
+                .all()
+            )
+        return [
+            Deployment(
+                model_name=r["model_name"],
+                revision=r["revision"],
+                champion=r["champion"],
+                challenger=r["challenger"],
+                strategy=r["strategy"],
+                challenger_weight=r["challenger_weight"],
+                rollout_step=r["rollout_step"],
+                updated_at=_aware(r["changed_at"]),
+                reason=r["reason"],
+                actor=r["actor"],
+            )
+            for r in rows
+        ]
+
+    # -- events -------------------------------------------------------------------------------------------
+
+    def add_event(
+        self,
+        model_name: str,
+        kind: str,
+        message: str,
+        *,
+        model_version: str | None = None,
+        run_id: str | None = None,
+        data_version: str | None = None,
+        evidence: dict[str, Any] | None = None,
+        ts: datetime | None = None,
+    ) -> int:
+        with self.begin() as conn:
+            result = conn.execute(
+                events.insert().values(
+                    ts=ts or utcnow(),
+                    model_name=model_name,
+                    kind=kind,
+                    message=message,
+                    model_version=model_version,
+                    run_id=run_id,
+                    data_version=data_version,
+                    evidence_json=json.dumps(evidence or {}, default=str),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def list_events(
+        self, model_name: str | None = None, *, since: datetime | None = None, kinds: list[str] | None = None
+    ) -> list[Event]:
+        query = sa.select(events).order_by(events.c.id)
+        if model_name:
+            query = query.where(events.c.model_name == model_name)
+        if since:
+            query = query.where(events.c.ts >= since)
+        if kinds:
+            query = query.where(events.c.kind.in_(kinds))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            Event(
+                id=r["id"],
+                ts=_aware(r["ts"]),  # type: ignore[arg-type]
+                model_name=r["model_name"],
+                kind=r["kind"],
+                message=r["message"],
+                model_version=r["model_version"],
+                run_id=r["run_id"],
+                data_version=r["data_version"],
+                evidence=json.loads(r["evidence_json"] or "{}"),
+            )
+            for r in rows
+        ]
+
+    # -- monitoring results -------------------------------------------------------------------------------
+
+    def add_monitoring_result(
+        self,
+        model_name: str,
+        result: dict[str, Any],
+        *,
+        model_version: str | None,
+        window_start: datetime | None,
+        window_end: datetime | None,
+        n_rows: int,
+        dataset_drift: bool | None,
+        drift_share: float | None,
+        ts: datetime | None = None,
+    ) -> int:
+        with self.begin() as conn:
+            res = conn.execute(
+                monitoring_results.insert().values(
+                    ts=ts or utcnow(),
+                    model_name=model_name,
+                    model_version=model_version,
+                    window_start=window_start,
+                    window_end=window_end,
+                    n_rows=n_rows,
+                    dataset_drift=dataset_drift,
+                    drift_share=drift_share,
+                    result_json=json.dumps(result, default=str),
+                )
+            )
+            return int(res.inserted_primary_key[0])
+
+    def list_monitoring_results(self, model_name: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest last: each row with its stored result parsed."""
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    sa.select(monitoring_results)
+                    .where(monitoring_results.c.model_name == model_name)
+                    .order_by(monitoring_results.c.id.desc())
+                    .limit(limit)
+                )
+                .mappings()
+                .all()
+            )
+        out = []
+        for r in reversed(rows):
+            d = dict(r)
+            d["ts"] = _aware(d["ts"])
+            d["result"] = json.loads(d.pop("result_json"))
+            out.append(d)
+        return out
+
+    # -- leases (one active controller) -------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the named lease; False while another holder's lease has not expired."""
+        now = utcnow()
+        until = now + timedelta(seconds=seconds)
+        with self.begin() as conn:
+            row = conn.execute(sa.select(leases).where(leases.c.name == name)).mappings().first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(leases.insert().values(name=name, holder=holder, expires_at=until))
+                    return True
+                except sa.exc.IntegrityError:
+                    return False
+            result = conn.execute(
+                leases.update()
+                .where(leases.c.name == name)
+                .where(sa.or_(leases.c.holder == holder, leases.c.expires_at < now))
+                .values(holder=holder, expires_at=until)
+            )
+            return result.rowcount == 1
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.begin() as conn:
+            conn.execute(leases.delete().where(leases.c.name == name).where(leases.c.holder == holder))
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever driver the URL names (or none)."""
+    for prefix in ("postgresql+psycopg2://", "postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _dataset(row: Any) -> DatasetRecord:
+    return DatasetRecord(
+        version=row["version"],
+        digest=row["digest"],
+        created_at=_aware(row["created_at"]),  # type: ignore[arg-type]
+        source=row["source"],
+        path=row["path"],
+        n_rows=row["n_rows"],
+        n_columns=row["n_columns"],
+        schema=json.loads(row["schema_json"]),
+        parents=json.loads(row["parents_json"] or "[]"),
+        note=row["note"] or "",
+    )
+
+
+def _deployment(row: Any) -> Deployment:
+    return Deployment(
+        model_name=row["model_name"],
+        revision=row["revision"],
+        champion=row["champion"],
+        challenger=row["challenger"],
+        strategy=row["strategy"],
+        challenger_weight=row["challenger_weight"],
+        rollout_step=row["rollout_step"],
+        step_started_at=_aware(row["step_started_at"]),
+        updated_at=_aware(row["updated_at"]),
+        reason=row["reason"],
+        actor=row["actor"],
+    )

@@ -1,0 +1,1 @@
+"""AutoML: candidate model families and the Optuna search over them."""
