@@ -314,7 +314,9 @@ def format_validation_error(exc: ValidationError) -> list[str]:
             msg = err["msg"]
         if err["type"] == "value_error":
             msg = str(ctx.get("error", err["msg"]))
-        lines.append(f"{path}: {msg} (got {err['input']!r})" if err["type"] != "missing" else f"{path}: {msg}")
+        lines.append(
+            f"{path}: {msg} (got {err['input']!r})" if err["type"] != "missing" else f"{path}: {msg}"
+        )
     return lines
 
 
@@ -351,7 +353,9 @@ def find_config(start: Path | None = None) -> Path:
         candidate = folder / CONFIG_FILE
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"no {CONFIG_FILE} in {here} or its parents: run `driftloop init DATA.csv --target COL`")
+    raise ConfigError(
+        f"no {CONFIG_FILE} in {here} or its parents: run `driftloop init DATA.csv --target COL`"
+    )
 
 
 def load_config(path: Path | str | None = None, *, environ: dict[str, str] | None = None) -> Config:

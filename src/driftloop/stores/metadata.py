@@ -8,8 +8,8 @@ or an admin call racing a controller, cannot overwrite each other's decisions.
 from __future__ import annotations
 
 import json
-import socket
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace

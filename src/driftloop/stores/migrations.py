@@ -1,15 +1,146 @@
-"""Schema migrations of the metadata store.
+"""Schema migrations of the metadata store: the Alembic chain under `stores/alembic/`, run from code.
 
-For now the tables are created from `metadata.meta`; the Alembic migration chain replaces this
-(issue: production mode) with `driftloop db upgrade`, run automatically on first use.
+`upgrade(engine)` brings a database to the newest revision; `MetadataStore.create_all` calls it on first use
+and `driftloop db upgrade` calls it on purpose. It is safe to run twice and from several processes at once:
+the migration runs in one transaction under a database lock (a PostgreSQL advisory lock, SQLite's
+`BEGIN IMMEDIATE`), and whoever comes second finds the schema current and does nothing.
+
+No alembic.ini is needed: the script folder ships inside the package. The version table is
+`driftloop_alembic_version`, so MLflow's own `alembic_version` can live in the same database.
 """
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Engine
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+from driftloop.errors import UserError
+
+VERSION_TABLE = "driftloop_alembic_version"
+SCRIPT_LOCATION = "driftloop.stores:alembic"
+#: The first revision; a database made by `meta.create_all` before migrations existed is stamped with it.
+BASELINE = "0001_initial"
+#: Key of the PostgreSQL advisory lock that serialises migrations ("driftloo" as a signed 64-bit integer).
+ADVISORY_LOCK_KEY = int.from_bytes(b"driftloo", "big", signed=True)
 
 
-def upgrade(engine: Engine) -> None:
+def _config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+@cache
+def head_revision() -> str:
+    """The newest revision in the migration chain shipped with this version of driftloop."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None, "the migration chain is empty"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at; None for a database never migrated."""
+    with engine.connect() as conn:
+        return _current(conn)
+
+
+def _current(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Only driftloop's tables count: MLflow's may share the database and are none of our business."""
     from driftloop.stores.metadata import meta
 
-    meta.create_all(engine)
+    if type_ == "table":
+        return name in meta.tables
+    table = getattr(obj, "table", None)
+    return table is None or table.name in meta.tables
+
+
+def schema_differences(conn: Connection) -> list[Any]:
+    """What differs between the database and `metadata.meta` (empty when they agree), as Alembic sees it."""
+    from driftloop.stores.metadata import meta
+
+    ctx = MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE, "include_object": include_object, "compare_type": True}
+    )
+    return compare_metadata(ctx, meta)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Migrate the database to `revision` (default: the newest) and return the revision it is now at."""
+    target = head_revision() if revision == "head" else revision
+    # The common case, every process start on a current database, costs one SELECT and takes no lock.
+    if _current_or_none(engine) == target:
+        return target
+    with engine.begin() as conn:
+        _lock(conn)
+        _adopt_unversioned(conn)
+        command.upgrade(_config(conn), revision)
+        return _current(conn) or ""
+
+
+def _current_or_none(engine: Engine) -> str | None:
+    try:
+        return current_revision(engine)
+    except sa.exc.OperationalError:
+        # e.g. an SQLite file whose folder does not exist yet: let the real migration report it.
+        return None
+
+
+def _lock(conn: Connection) -> None:
+    """Hold the migration lock until this transaction ends, so concurrent first uses run one at a time."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    elif conn.dialect.name == "sqlite":
+        # pysqlite runs DDL outside any transaction unless one is open; BEGIN IMMEDIATE opens one and takes
+        # the database's write lock (others wait up to busy_timeout), which makes the migration atomic too.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _adopt_unversioned(conn: Connection) -> None:
+    """Stamp a database whose tables were made by `meta.create_all` before migrations existed.
+
+    Only if every table is there and matches the baseline exactly; any other table of ours without a version
+    table means someone else's table has our name (MLflow has a `datasets` table, for one): refuse clearly.
+    """
+    from driftloop.stores.metadata import meta
+
+    names = set(sa.inspect(conn).get_table_names())
+    if VERSION_TABLE in names:
+        return
+    ours = names & set(meta.tables)
+    if not ours:
+        return
+    if ours == set(meta.tables) and head_revision() == BASELINE and not schema_differences(conn):
+        command.stamp(_config(conn), BASELINE)
+        return
+    raise UserError(
+        f"the metadata database already has table(s) {', '.join(sorted(ours))} but no {VERSION_TABLE}: "
+        "they were not made by driftloop's migrations. Point stores.database_url (DRIFTLOOP_DATABASE_URL) "
+        "at a database of driftloop's own, not one another application (e.g. MLflow) uses."
+    )
+
+
+def make_revision(engine: Engine, message: str) -> Path:
+    """For developers: write a new revision file with the changes between the database and `metadata.meta`.
+
+    Migrate `engine` (a scratch database) to head first; review and edit the generated file before committing.
+    """
+    upgrade(engine)
+    with engine.begin() as conn:
+        script = command.revision(_config(conn), message=message, autogenerate=True)
+    assert script is not None and not isinstance(script, list)
+    head_revision.cache_clear()
+    return Path(script.path)
