@@ -1,0 +1,88 @@
+"""Reading the two tables `driftloop drift` compares, and deciding which columns are numeric or categorical.
+
+CSV files have their delimiter sniffed (the wine files use `;`); Parquet is read with pyarrow. Without a
+model spec, column kinds follow Evidently's inference on the current table, so `driftloop drift` gives
+the verdicts an Evidently user expects: floats are numeric; integers are categorical with at most 10
+distinct values, numeric otherwise; booleans and categories are categorical; strings are categorical
+unless more than half of their non-null values are distinct (free text, which is not tested).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+
+from driftloop.errors import DataError
+from driftloop.monitor.drift import CATEGORICAL, NUMERIC, ColumnSpec
+
+INTEGER_CARDINALITY_LIMIT = 10
+SNIFF_BYTES = 64 * 1024
+
+
+def read_table(path: Path | str) -> pd.DataFrame:
+    """A CSV (any common delimiter) or Parquet file as a DataFrame; DataError naming the file if unreadable."""
+    file = Path(path)
+    if not file.exists():
+        raise DataError(f"{file}: no such file")
+    suffix = file.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq") or file.is_dir():
+            return pd.read_parquet(file)
+        return pd.read_csv(file, sep=sniff_delimiter(file))
+    except DataError:
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types; the user needs the file name and the cause
+        raise DataError(
+            f"{file}: cannot read it as {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'}: {exc}"
+        ) from None
+
+
+def sniff_delimiter(file: Path) -> str:
+    with file.open("r", encoding="utf-8", errors="replace", newline="") as fh:
+        head = fh.read(SNIFF_BYTES)
+    if not head.strip():
+        raise DataError(f"{file}: the file is empty")
+    # Only the first lines: a cut-off last line would confuse the sniffer.
+    lines = head.splitlines()[:50]
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def infer_kind(series: pd.Series) -> str | None:
+    """`numeric`, `categorical`, or None for columns drift is not tested on (text, dates, empty, other)."""
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        return CATEGORICAL
+    if pd.api.types.is_float_dtype(dtype):
+        return NUMERIC
+    if pd.api.types.is_integer_dtype(dtype):
+        return CATEGORICAL if series.nunique() <= INTEGER_CARDINALITY_LIMIT else NUMERIC
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+        values = series.dropna()
+        if values.empty or not isinstance(values.iloc[0], str) or not isinstance(values.iloc[-1], str):
+            return None
+        return None if series.nunique() > values.size * 0.5 else CATEGORICAL
+    return None
+
+
+def infer_columns(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[list[ColumnSpec], dict[str, str]]:
+    """Specs for the columns both tables share (kinds from the current table), and why others are left out."""
+    skipped: dict[str, str] = {}
+    specs = []
+    for name in current.columns:
+        if name not in reference.columns:
+            skipped[str(name)] = "missing from the reference data"
+            continue
+        kind = infer_kind(current[name])
+        if kind is None:
+            skipped[str(name)] = f"not tested: dtype {current[name].dtype} is neither numeric nor categorical"
+            continue
+        specs.append(ColumnSpec(str(name), kind))
+    for name in reference.columns:
+        if name not in current.columns:
+            skipped[str(name)] = "missing from the current data"
+    return specs, skipped
