@@ -1,0 +1,29 @@
+# The two commands: `make demo` runs the wine story end to end, `make test` runs every check.
+# Both bootstrap their own environment from the committed uv.lock on a fresh machine.
+SHELL := /bin/bash
+# Without uv on PATH, bootstrap installs it with pip and it runs as a module.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: bootstrap demo test lint format clean
+
+bootstrap:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+
+demo: bootstrap
+	$(RUN) driftloop demo
+
+lint: bootstrap
+	$(RUN) ruff check src tests benchmarks
+	$(RUN) ruff format --check src tests
+
+test: bootstrap lint
+	$(RUN) pytest -q
+
+format: bootstrap
+	$(RUN) ruff format src tests
+	$(RUN) ruff check --fix src tests
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache

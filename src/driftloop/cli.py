@@ -1,0 +1,213 @@
+"""The `driftloop` command: thin Typer commands over the modules below. A UserError exits 2 with its message."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from driftloop.errors import UserError
+
+app = typer.Typer(
+    name="driftloop",
+    help="Keep a tabular model healthy in production: data, training, gate, serving, monitoring, retraining.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Versioned, validated datasets.", no_args_is_help=True)
+db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(db_app, name="db")
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="driftloop.yaml to use (default: the nearest one upward from here)."),
+]
+
+
+@app.callback()
+def _root(ctx: typer.Context, config: ConfigOption = None) -> None:
+    ctx.obj = {"config": config}
+
+
+def config_path(ctx: typer.Context) -> Path | None:
+    root = ctx.find_root()
+    return (root.obj or {}).get("config")
+
+
+def load(ctx: typer.Context):  # noqa: ANN201 - returns driftloop.config.Config
+    from driftloop.config import load_config
+
+    return load_config(config_path(ctx))
+
+
+def stores(ctx: typer.Context):  # noqa: ANN201 - returns driftloop.stores.Stores
+    from driftloop.stores import open_stores
+
+    return open_stores(load(ctx))
+
+
+# -- init -----------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    data: Annotated[Path, typer.Argument(help="CSV or Parquet file with the training data.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Column to predict.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the config.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing config.")] = False,
+) -> None:
+    """Write a commented starter driftloop.yaml for DATA, inferring task, feature types, ids and leakage."""
+    from driftloop.starter import write_starter
+
+    report = write_starter(data, target, out=out, force=force)
+    console.print(
+        f"[green]wrote[/] {report.path}: task [bold]{report.task}[/], {len(report.features)} features"
+    )
+    if report.id_column:
+        console.print(f"  id column: {report.id_column}")
+    if report.timestamp_column:
+        console.print(f"  timestamp column: {report.timestamp_column}")
+    for name, reason in report.excluded.items():
+        console.print(f"  [yellow]excluded[/] {name}: {reason}")
+    for leak in report.leaks:
+        if len(leak.columns) > 1:
+            console.print(f"  [yellow]warning[/] likely leakage: {leak.reason}")
+    console.print("next: [bold]driftloop data add[/] FILE, then [bold]driftloop train[/]")
+
+
+# -- data -----------------------------------------------------------------------------------------------------
+
+
+@data_app.command("add")
+def data_add(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None, typer.Argument(help="Data file (default: data.path from the config).")
+    ] = None,
+    note: Annotated[str, typer.Option(help="A note stored with the version.")] = "",
+) -> None:
+    """Validate FILE and store it as an immutable, content-addressed snapshot."""
+    from driftloop.data.datasets import add_file
+
+    st = stores(ctx)
+    path = file or st.cfg.data.path
+    if path is None:
+        raise UserError("give a FILE or set data.path in the config")
+    record, created = add_file(st.metadata, st.datasets_dir, path, st.cfg.data.format, note=note)
+    verb = "added" if created else "already stored as"
+    console.print(
+        f"{verb} version [bold]{record.version}[/] ({record.n_rows} rows, {record.n_columns} columns)"
+    )
+
+
+@data_app.command("list")
+def data_list(ctx: typer.Context) -> None:
+    """Every stored dataset version, oldest first."""
+    table = Table("version", "created", "rows", "columns", "source", "parents", "note")
+    for rec in stores(ctx).metadata.list_datasets():
+        table.add_row(
+            rec.version,
+            rec.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            str(rec.n_rows),
+            str(rec.n_columns),
+            rec.source,
+            ",".join(rec.parents),
+            rec.note,
+        )
+    console.print(table)
+
+
+@data_app.command("show")
+def data_show(ctx: typer.Context, version: Annotated[str, typer.Argument(help="Version or prefix.")]) -> None:
+    """One version: digest, lineage and schema."""
+    rec = stores(ctx).metadata.get_dataset(version)
+    console.print(f"version [bold]{rec.version}[/]  sha256 {rec.digest}")
+    console.print(
+        f"source {rec.source}\nsnapshot {rec.path}\nrows {rec.n_rows}, parents {rec.parents or '-'}"
+    )
+    table = Table("column", "dtype", "nullable", "distinct", "min", "max", "categories")
+    for col in rec.schema["columns"]:
+        cats = col.get("categories")
+        table.add_row(
+            col["name"],
+            col["dtype"],
+            "yes" if col["nullable"] else "no",
+            str(col["n_unique"]),
+            _num(col.get("minimum")),
+            _num(col.get("maximum")),
+            ", ".join(cats[:8]) + (" ..." if len(cats) > 8 else "") if cats else "",
+        )
+    console.print(table)
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:g}"
+
+
+@data_app.command("validate")
+def data_validate(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="File to check.")],
+    against: Annotated[str, typer.Option(help="Stored version to compare with.")] = "latest",
+) -> None:
+    """Check FILE against a stored version's schema; broken columns are named and the exit code is 1."""
+    from driftloop.data.datasets import validate_file
+
+    st = stores(ctx)
+    errors, warnings, ref = validate_file(st.metadata, file, against, st.cfg.data.format)
+    for w in warnings:
+        console.print(f"[yellow]warning[/] {w}")
+    for e in errors:
+        console.print(f"[red]error[/] {e}")
+    if errors:
+        console.print(f"[red]{file} does not match version {ref.version}[/]: {len(errors)} broken column(s)")
+        raise typer.Exit(1)
+    console.print(f"[green]{file} matches version {ref.version}[/]")
+
+
+# -- db -------------------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create or migrate the metadata tables (safe to run twice; also done on first use)."""
+    st = stores(ctx)
+    console.print(
+        f"metadata store at {st.metadata.engine.url.render_as_string(hide_password=True)} is current"
+    )
+
+
+def _print_json(obj: object) -> None:
+    console.print_json(json.dumps(obj, default=str))
+
+
+def main() -> None:
+    """Entry point: user mistakes exit 2 with a message, never a traceback."""
+    try:
+        code = app(standalone_mode=False)  # typer.Exit(n) comes back as n here
+    except UserError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

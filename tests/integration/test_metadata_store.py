@@ -1,0 +1,82 @@
+"""The metadata store on SQLite and on the machine's real PostgreSQL: datasets, CAS deployments, leases."""
+
+from pathlib import Path
+
+import pytest
+
+from driftloop.errors import ConflictError, NotFoundError
+from driftloop.stores.metadata import MetadataStore
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> MetadataStore:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'meta.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    st = MetadataStore.connect(url)
+    yield st
+    if request.param == "postgres":  # the database is shared by the session: leave it empty
+        from driftloop.stores.metadata import meta
+
+        with st.begin() as conn:
+            for table in reversed(meta.sorted_tables):
+                conn.execute(table.delete())
+    st.close()
+
+
+def test_deployment_compare_and_swap(store: MetadataStore) -> None:
+    first = store.get_deployment("m")
+    assert first.revision == 0 and first.champion is None
+    dep = store.update_deployment(first, champion="1", reason="first model")
+    assert dep.revision == 1
+    with pytest.raises(ConflictError):
+        store.update_deployment(first, champion="2", reason="stale writer")
+    dep2 = store.update_deployment(
+        dep, challenger="2", strategy="canary", challenger_weight=0.05, reason="gate"
+    )
+    with pytest.raises(ConflictError):
+        store.update_deployment(dep, champion="9", reason="stale writer")
+    assert store.get_deployment("m") == dep2
+    history = store.deployment_history("m")
+    assert [h.revision for h in history] == [1, 2]
+    assert history[1].challenger_weight == 0.05 and history[1].reason == "gate"
+
+
+def test_events_and_monitoring_results_round_trip(store: MetadataStore) -> None:
+    store.add_event("m", "gate_failed", "worse", model_version="2", evidence={"delta": -0.01})
+    store.add_event("m", "promoted", "better", model_version="3")
+    events = store.list_events("m")
+    assert [e.kind for e in events] == ["gate_failed", "promoted"]
+    assert events[0].evidence == {"delta": -0.01} and events[0].ts.tzinfo is not None
+    assert [e.kind for e in store.list_events("m", kinds=["promoted"])] == ["promoted"]
+    store.add_monitoring_result(
+        "m",
+        {"x": 1},
+        model_version="1",
+        window_start=None,
+        window_end=None,
+        n_rows=5,
+        dataset_drift=True,
+        drift_share=0.6,
+    )
+    (row,) = store.list_monitoring_results("m")
+    assert row["result"] == {"x": 1} and row["dataset_drift"] is True
+
+
+def test_lease_is_exclusive_until_released(store: MetadataStore) -> None:
+    assert store.acquire_lease("controller", "a", 60)
+    assert not store.acquire_lease("controller", "b", 60)
+    assert store.acquire_lease("controller", "a", 60)  # renewal
+    store.release_lease("controller", "a")
+    assert store.acquire_lease("controller", "b", 60)
+
+
+def test_expired_lease_can_be_taken_over(store: MetadataStore) -> None:
+    assert store.acquire_lease("controller", "a", -1)  # already expired
+    assert store.acquire_lease("controller", "b", 60)
+
+
+def test_unknown_dataset_version_is_not_found(store: MetadataStore) -> None:
+    with pytest.raises(NotFoundError, match="does not exist"):
+        store.get_dataset("abc")
