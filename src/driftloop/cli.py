@@ -187,6 +187,77 @@ def db_upgrade(ctx: typer.Context) -> None:
     )
 
 
+# -- audit ----------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def events(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None, typer.Option(help="Only newer events: an ISO time or a duration (30m, 2h, 1d).")
+    ] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Every loop decision with its evidence and lineage, oldest first."""
+    from driftloop.timeutil import parse_since
+
+    st = stores(ctx)
+    rows = st.metadata.list_events(st.model_name, since=parse_since(since) if since else None, kinds=kind)
+    if as_json:
+        for ev in rows:
+            print(json.dumps(ev.to_dict(), default=str))
+        return
+    table = Table("time", "kind", "version", "data", "message")
+    for ev in rows:
+        table.add_row(
+            ev.ts.strftime("%Y-%m-%d %H:%M:%S"),
+            ev.kind,
+            ev.model_version or "",
+            ev.data_version or "",
+            ev.message,
+        )
+    console.print(table)
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None, typer.Argument(help="Registered model name (default: project.name).")
+    ] = None,
+) -> None:
+    """Which version served which share of traffic when, and why it changed."""
+    from driftloop.loop.audit import traffic_history
+
+    st = stores(ctx)
+    if model and model != st.model_name:
+        raise UserError(f"model {model!r} is not this project's model ({st.model_name!r}); use --config")
+    table = Table("rev", "since", "champion", "share", "challenger", "share", "strategy", "reason")
+    for row in traffic_history(st):
+        table.add_row(
+            str(row["revision"]),
+            row["at"].strftime("%Y-%m-%d %H:%M:%S"),
+            row["champion"] or "-",
+            f"{row['champion_share']:.0%}",
+            row["challenger"] or "-",
+            f"{row['challenger_share']:.0%}",
+            row["strategy"],
+            row["reason"],
+        )
+    console.print(table)
+
+
+@app.command()
+def explain(
+    ctx: typer.Context, request_id: Annotated[str, typer.Argument(help="A request id from /v1/predict.")]
+) -> None:
+    """Walk one served prediction back to its model version, training run and training-data digest."""
+    from driftloop.loop.audit import explain as explain_request
+
+    _print_json(explain_request(stores(ctx), request_id).to_dict())
+
+
 def _print_json(obj: object) -> None:
     console.print_json(json.dumps(obj, default=str))
 
