@@ -216,10 +216,14 @@ class RetrainConfig(Section):
 class RolloutConfig(Section):
     steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5, 1.0], min_length=1)
     min_requests: int = Field(200, ge=1)
+    """Requests (both arms) a step must see before it can advance."""
     min_dwell_seconds: float = Field(30.0, ge=0)
     max_error_rate_increase: float = Field(0.01, ge=0)
     max_p95_latency_ratio: float = Field(2.0, gt=1)
     min_labels: int = Field(50, ge=1)
+    """Labeled rows each arm needs in a step before the labeled metric is compared."""
+    require_labels: bool = True
+    """Advance only with labeled evidence; a project without feedback sets this to false."""
     confidence: float = Field(0.95, gt=0.5, lt=1)
 
     @field_validator("steps")
@@ -241,6 +245,8 @@ class LoopConfig(Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     lease_seconds: float = Field(60.0, gt=0)
     """How long a controller's lock lasts without renewal before another controller may take over."""
+    metrics_urls: list[str] = Field(default_factory=list)
+    """Prometheus endpoints of the servers, for error rates by arm; empty: the local server's /metrics."""
 
 
 class ScaleConfig(Section):

@@ -1,0 +1,150 @@
+"""Canary decisions: compare challenger and champion online and promote, hold, advance or roll back.
+
+`decide(cfg, step, stats, dwell_seconds)` is pure. The tests respect sample size: a difference counts only
+when a one-sided test at `rollout.confidence` says the challenger is worse, and an advance needs enough
+requests, dwell time and (when labels flow) labeled rows on the challenger. Rollback wins over everything:
+one clear failure is enough.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from scipy import stats as sps
+
+from driftloop.config import RolloutConfig
+
+Action = Literal["hold", "advance", "promote", "rollback"]
+
+#: Fewer challenger requests than this give no meaningful p95: the latency check waits.
+MIN_LATENCY_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """One arm's traffic in the current canary step."""
+
+    requests: int = 0
+    errors: int | None = None
+    """Server errors (5xx) on this arm's model version; None when no metrics source was reachable."""
+    p95_latency_ms: float | None = None
+    labeled: int = 0
+    metric: float | None = None
+    """Accuracy (classification) or mean absolute error (regression) on labeled rows."""
+    metric_sd: float | None = None
+    """Standard deviation of the per-row metric (for the regression test)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def proportion_worse(p_bad_ch: float, n_ch: int, p_bad_cp: float, n_cp: int, margin: float = 0.0) -> float:
+    """One-sided p-value that the challenger's bad-outcome rate exceeds the champion's by more than `margin`."""
+    if n_ch == 0 or n_cp == 0:
+        return 1.0
+    pooled = (p_bad_ch * n_ch + p_bad_cp * n_cp) / (n_ch + n_cp)
+    se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n_ch + 1 / n_cp))
+    z = (p_bad_ch - p_bad_cp - margin) / se
+    return float(sps.norm.sf(z))
+
+
+def mean_worse(m_ch: float, sd_ch: float, n_ch: int, m_cp: float, sd_cp: float, n_cp: int) -> float:
+    """One-sided Welch p-value that the challenger's mean error is larger than the champion's."""
+    if n_ch < 2 or n_cp < 2:
+        return 1.0
+    se = math.sqrt(sd_ch**2 / n_ch + sd_cp**2 / n_cp)
+    if se == 0:
+        return 0.0 if m_ch > m_cp else 1.0
+    t = (m_ch - m_cp) / se
+    dof = se**4 / ((sd_ch**2 / n_ch) ** 2 / (n_ch - 1) + (sd_cp**2 / n_cp) ** 2 / (n_cp - 1))
+    return float(sps.t.sf(t, dof))
+
+
+def decide(
+    cfg: RolloutConfig,
+    step: int,
+    champion: ArmStats,
+    challenger: ArmStats,
+    dwell_seconds: float,
+    *,
+    regression: bool,
+) -> Decision:
+    """The decision for canary step `step` (index into cfg.steps)."""
+    alpha = 1 - cfg.confidence
+    evidence: dict[str, Any] = {
+        "step": step,
+        "weight": cfg.steps[step],
+        "dwell_seconds": round(dwell_seconds, 1),
+        "champion": asdict(champion),
+        "challenger": asdict(challenger),
+    }
+    # 1. Errors: a significant rise beyond the allowed margin rolls back.
+    if challenger.errors is not None and champion.errors is not None and challenger.requests:
+        err_ch = challenger.errors / max(challenger.requests, 1)
+        err_cp = champion.errors / max(champion.requests, 1)
+        p = proportion_worse(
+            err_ch, challenger.requests, err_cp, champion.requests, cfg.max_error_rate_increase
+        )
+        evidence["error_rate"] = {"challenger": err_ch, "champion": err_cp, "p_value": p}
+        if p < alpha:
+            return Decision(
+                "rollback", f"error rate {err_ch:.2%} vs champion {err_cp:.2%} (p={p:.3g})", evidence
+            )
+    # 2. Latency: p95 far above the champion's, once the challenger has had its share of requests.
+    if (
+        challenger.requests >= MIN_LATENCY_SAMPLES
+        and challenger.p95_latency_ms is not None
+        and champion.p95_latency_ms
+    ):
+        ratio = challenger.p95_latency_ms / champion.p95_latency_ms
+        evidence["p95_ratio"] = ratio
+        if ratio > cfg.max_p95_latency_ratio:
+            return Decision(
+                "rollback",
+                f"p95 latency {challenger.p95_latency_ms:.1f} ms is {ratio:.1f}x the champion's",
+                evidence,
+            )
+    # 3. The labeled metric: significantly worse rolls back.
+    labels_ready = challenger.labeled >= cfg.min_labels and champion.labeled >= cfg.min_labels
+    if labels_ready and challenger.metric is not None and champion.metric is not None:
+        if regression:
+            p = mean_worse(
+                challenger.metric,
+                challenger.metric_sd or 0.0,
+                challenger.labeled,
+                champion.metric,
+                champion.metric_sd or 0.0,
+                champion.labeled,
+            )
+            what = f"MAE {challenger.metric:.3f} vs champion {champion.metric:.3f}"
+        else:
+            p = proportion_worse(
+                1 - challenger.metric, challenger.labeled, 1 - champion.metric, champion.labeled
+            )
+            what = f"accuracy {challenger.metric:.3f} vs champion {champion.metric:.3f}"
+        evidence["labeled_p_value"] = p
+        if p < alpha:
+            return Decision("rollback", f"{what} on labeled traffic (p={p:.3g})", evidence)
+    # 4. Otherwise advance once the step has had enough traffic, time and labels.
+    waiting = []
+    total = champion.requests + challenger.requests
+    if total < cfg.min_requests or challenger.requests == 0:
+        waiting.append(f"{total}/{cfg.min_requests} requests ({challenger.requests} on the challenger)")
+    if dwell_seconds < cfg.min_dwell_seconds:
+        waiting.append(f"{dwell_seconds:.0f}/{cfg.min_dwell_seconds:.0f}s dwell")
+    if cfg.require_labels and not labels_ready:
+        waiting.append(f"{challenger.labeled}/{cfg.min_labels} challenger labels")
+    if waiting:
+        return Decision("hold", "waiting for " + ", ".join(waiting), evidence)
+    if step == len(cfg.steps) - 1:
+        return Decision("promote", "the challenger held up at full traffic", evidence)
+    return Decision("advance", f"step {step + 1} healthy: moving to {cfg.steps[step + 1]:.0%}", evidence)
