@@ -1,0 +1,302 @@
+"""The HTTP prediction service: FastAPI app with predict, feedback, health, metrics and admin endpoints.
+
+`create_app(cfg)` builds one worker's app. The predict path avoids FastAPI's body parsing: it reads the raw
+bytes (with a size limit), parses with orjson, validates and encodes against the routed model's spec into a
+numpy matrix, predicts through the micro-batcher and answers with orjson bytes. Logging and metrics are
+appends to in-memory buffers; shadow scoring runs after the response is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.background import BackgroundTask
+
+from driftloop.config import Config
+from driftloop.serve import routes
+from driftloop.serve.batching import MicroBatcher
+from driftloop.serve.metrics import Metrics, value_bucket
+from driftloop.serve.pool import LoadedModel, ModelPool, describe
+from driftloop.serve.router import CHAMPION, SHADOW, route
+from driftloop.serve.validation import ROUTING_FIELD, RequestRejected, decode_json
+from driftloop.stores.metadata import MetadataStore
+from driftloop.stores.predlog import FeedbackEntry, LogWriter, PredictionEntry, now_us
+
+log = logging.getLogger(__name__)
+JSON = "application/json"
+CONFIG_ENV = "DRIFTLOOP_SERVE_CONFIG_JSON"
+
+
+def json_response(
+    payload: Any,
+    status: int = 200,
+    background: BackgroundTask | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status, headers=headers, media_type=JSON, background=background)
+
+
+def error(exc: RequestRejected) -> Response:
+    return json_response(exc.to_dict(), exc.status)
+
+
+class Service:
+    """Everything one worker holds: the model pool, the log writers, the batchers and the metrics."""
+
+    def __init__(self, cfg: Config, *, metadata: MetadataStore | None = None) -> None:
+        from driftloop.stores.tracking import TrackingStore
+
+        self.cfg = cfg
+        s = cfg.serving
+        self.metrics = Metrics()
+        self.metadata = metadata or MetadataStore.connect(cfg.stores.resolved_database_url(), create=False)
+        self.tracking = TrackingStore.from_config(cfg)
+        self.model_name = cfg.project.name
+        self.pool = ModelPool(
+            self.model_name,
+            lambda: self.metadata.get_deployment(self.model_name),
+            self.tracking.model_dir,
+            poll_seconds=s.poll_seconds,
+            unknown_fields=s.unknown_fields,
+            max_rows=s.max_rows_per_request,
+            metrics=self.metrics,
+        )
+        log_dir = cfg.stores.resolved_log_dir()
+        self.writers = {
+            kind: LogWriter(
+                log_dir,
+                kind,  # type: ignore[arg-type]
+                flush_seconds=s.log_flush_seconds,
+                flush_rows=s.log_flush_rows,
+                max_queue_rows=s.log_queue_rows,
+                on_drop=self.metrics.log_dropped.labels(kind).inc,
+                on_depth=self.metrics.log_queue_rows.labels(kind).set,
+            )
+            for kind in ("predictions", "feedback")
+        }
+        self.batcher = MicroBatcher()
+        self.shadow_batcher = MicroBatcher(delay_seconds=0.002)
+        self.max_body = s.max_body_bytes
+
+    def start(self) -> None:
+        for writer in self.writers.values():
+            writer.start()
+        self.pool.start()
+
+    def stop(self) -> None:
+        self.pool.stop()
+        for writer in self.writers.values():
+            writer.close()
+        Metrics.mark_process_dead()
+
+    # -- request plumbing -----------------------------------------------------------------------------------
+
+    async def read_json(self, request: Request) -> Any:
+        ctype = request.headers.get("content-type", "")
+        media = ctype.split(";", 1)[0].strip().lower()
+        if media != JSON and not media.endswith("+json"):
+            raise RequestRejected(415, f"content type must be {JSON}, got {ctype or 'none'}")
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise RequestRejected(400, "invalid Content-Length header")
+            if int(length) > self.max_body:
+                raise RequestRejected(413, f"body of {length} bytes is over the limit of {self.max_body}")
+            body = await request.body()
+        else:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > self.max_body:
+                    raise RequestRejected(413, f"body is over the limit of {self.max_body} bytes")
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        if not body:
+            raise RequestRejected(400, "empty body: send a JSON document")
+        return decode_json(body)
+
+    # -- predict --------------------------------------------------------------------------------------------
+
+    async def predict(self, request: Request) -> Response:
+        t0 = time.perf_counter()
+        try:
+            state = self.pool.state
+            if state is None:
+                raise RequestRejected(503, "no model loaded yet: see /readyz")
+            body = await self.read_json(request)
+            request_id = uuid.uuid4().hex
+            key = _routing_key(body) or request.headers.get("x-routing-key") or request_id
+            dep = state.deployment
+            r = route(key, dep.strategy, dep.challenger_weight, state.challenger is not None)
+            model = state.champion if r.arm == CHAMPION else state.challenger
+            assert model is not None
+            parsed = model.schema.parse(body)
+            pred = await self.batcher.submit(model, parsed.X)
+        except RequestRejected as exc:
+            self.metrics.observe_request("", "", exc.status, None)
+            return error(exc)
+        labels = pred.labels.tolist()
+        latency = time.perf_counter() - t0
+        out: dict[str, Any] = {"request_id": request_id, "model_version": model.version, "arm": r.arm}
+        if parsed.batch:
+            out["predictions"] = labels
+            if pred.proba is not None:
+                out["classes"] = model.classes
+                out["probabilities"] = pred.proba
+        else:
+            out["prediction"] = labels[0]
+            if pred.proba is not None:
+                out["probabilities"] = dict(zip(model.class_keys, pred.proba[0].tolist(), strict=True))
+        ts = now_us()
+        self._log(model, r.arm, request_id, parsed, labels, pred.proba, ts, latency)
+        self.metrics.observe_request(model.version, r.arm, 200, latency)
+        self.metrics.count_outcomes(model.version, r.arm, _outcomes(model, labels))
+        background = None
+        if r.shadow and state.challenger is not None:
+            background = BackgroundTask(self._shadow, state.challenger, body, request_id, ts)
+        return json_response(out, background=background)
+
+    def _log(
+        self,
+        model: LoadedModel,
+        arm: str,
+        request_id: str,
+        parsed: Any,
+        labels: Any,
+        proba: Any,
+        ts: int,
+        latency: float,
+    ) -> None:
+        spec = model.schema
+        self.writers["predictions"].put(
+            PredictionEntry(
+                request_id=request_id,
+                batch=parsed.batch,
+                ts_us=ts,
+                model_name=self.model_name,
+                model_version=model.version,
+                arm=arm,
+                source="online",
+                feature_names=spec.names,
+                feature_kinds=spec.kinds,
+                columns=parsed.columns,
+                labels=labels,
+                proba=proba,
+                classes=model.class_keys,
+                latency_ms=latency * 1000.0,
+            )
+        )
+
+    async def _shadow(self, challenger: LoadedModel, body: Any, request_id: str, ts: int) -> None:
+        """Score the challenger on the same input, for the log only: its answer is never served."""
+        t0 = time.perf_counter()
+        try:
+            parsed = challenger.schema.parse(body)
+            pred = await self.shadow_batcher.submit(challenger, parsed.X)
+        except Exception as exc:  # a challenger that cannot score this input changes nothing for the client
+            log.debug("shadow scoring of %s failed: %s", request_id, exc)
+            return
+        latency = time.perf_counter() - t0
+        labels = pred.labels.tolist()
+        self._log(challenger, SHADOW, request_id, parsed, labels, pred.proba, ts, latency)
+        self.metrics.count_outcomes(challenger.version, SHADOW, _outcomes(challenger, labels))
+
+    # -- feedback -------------------------------------------------------------------------------------------
+
+    async def feedback(self, request: Request) -> Response:
+        try:
+            state = self.pool.state
+            if state is None:
+                raise RequestRejected(503, "no model loaded yet: see /readyz")
+            body = await self.read_json(request)
+            ids, labels = routes.parse_feedback(body, regression=state.champion.regression)
+        except RequestRejected as exc:
+            return error(exc)
+        accepted = self.writers["feedback"].put(
+            FeedbackEntry(
+                request_ids=ids, labels=labels, regression=state.champion.regression, ts_us=now_us()
+            )
+        )
+        if not accepted:
+            return json_response({"detail": "feedback log is full, try again"}, 503)
+        return json_response({"accepted": len(ids)})
+
+
+def _routing_key(body: Any) -> str | None:
+    if type(body) is dict:
+        value = body.get(ROUTING_FIELD)
+        if isinstance(value, str) and value:
+            return value
+        if type(value) is int:
+            return str(value)
+    return None
+
+
+def _outcomes(model: LoadedModel, labels: list[Any]) -> dict[str, int]:
+    if model.regression:
+        counts = Counter(value_bucket(float(v)) for v in labels)
+    elif len(labels) == 1:
+        return {_label_key(model, labels[0]): 1}
+    else:
+        counts = Counter(_label_key(model, v) for v in labels)
+    return dict(counts)
+
+
+def _label_key(model: LoadedModel, label: Any) -> str:
+    try:
+        return model.class_keys[model.classes.index(label)]
+    except ValueError:
+        return str(label)
+
+
+def create_app(cfg: Config, *, metadata: MetadataStore | None = None) -> FastAPI:
+    """One worker's app. The model loads in the background after start-up; /readyz says when it is there."""
+    service = Service(cfg, metadata=metadata)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            # uvicorn has drained in-flight requests (and their shadow tasks) before we get here.
+            await asyncio.get_running_loop().run_in_executor(None, service.stop)
+
+    app = FastAPI(
+        title="driftloop prediction service",
+        version="1",
+        lifespan=lifespan,
+        description="Predictions from the champion (and challenger) of the deployed model, with feedback.",
+    )
+    app.state.service = service
+    routes.add_routes(app, service)
+    routes.install_openapi(app, service)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn workers: the serve command passes the validated config in the environment."""
+    raw = os.environ.get(CONFIG_ENV)
+    if not raw:
+        raise RuntimeError(f"{CONFIG_ENV} is not set: start the server with `driftloop serve`")
+    cfg = Config.model_validate(orjson.loads(raw))
+    logging.basicConfig(
+        level=os.environ.get("DRIFTLOOP_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return create_app(cfg)
+
+
+__all__ = ["Service", "create_app", "create_app_from_env", "describe"]

@@ -1,0 +1,135 @@
+"""Prometheus metrics of the prediction service (names in docs/contracts.md), correct with several workers.
+
+`driftloop serve` points PROMETHEUS_MULTIPROC_DIR at a fresh folder before any worker starts, so every
+worker writes its samples to memory-mapped files there and `/metrics`, whichever worker answers, merges
+them all. Without that variable (a server embedded in a test or a notebook) the metrics live in this
+instance's own registry. Label children are cached: `.labels()` takes a lock and a dict lookup per call.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: Regression predictions are counted in these value buckets (symmetric, decades): bounded label values.
+VALUE_EDGES = tuple(sorted({s * 10.0**e for s in (-1, 1) for e in range(-1, 7)} | {0.0}))
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def value_bucket(value: float) -> str:
+    if not math.isfinite(value):
+        return "nan"
+    for edge in VALUE_EDGES:
+        if value <= edge:
+            return f"le_{edge:g}"
+    return "gt_1e+06"
+
+
+class Metrics:
+    """The service's metric objects, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # The *_created samples double the exposition and no dashboard uses them.
+        disable_created_metrics()
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "driftloop_requests", "Prediction requests", ["model_version", "arm", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "driftloop_request_latency_seconds",
+            "Server-side prediction latency",
+            ["arm"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "driftloop_predictions", "Predicted rows", ["model_version", "arm", "outcome"], registry=r
+        )
+        self.model_loads = Counter(
+            "driftloop_model_loads", "Model loads", ["model_version", "result"], registry=r
+        )
+        self.swap_failures = Counter(
+            "driftloop_swap_failures", "Deployments that could not be applied", registry=r
+        )
+        self.store_unreachable = Gauge(
+            "driftloop_store_unreachable",
+            "1 while the metadata store cannot be read",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.log_queue_rows = Gauge(
+            "driftloop_log_queue_rows",
+            "Rows buffered by the log writers",
+            ["log"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.log_dropped = Counter(
+            "driftloop_log_dropped_rows", "Log rows dropped (queue full)", ["log"], registry=r
+        )
+        self.challenger_weight = Gauge(
+            "driftloop_challenger_weight",
+            "Challenger weight served now",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.model_ready = Gauge(
+            "driftloop_model_ready",
+            "1 when a model is loaded (min over workers)",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe_request(self, model_version: str, arm: str, status: int, seconds: float | None) -> None:
+        self._child(self.requests, model_version, arm, str(status)).inc()
+        if seconds is not None:
+            self._child(self.latency, arm).observe(seconds)
+
+    def count_outcomes(self, model_version: str, arm: str, counts: dict[str, int]) -> None:
+        for outcome, n in counts.items():
+            self._child(self.predictions, model_version, arm, outcome).inc(n)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text: merged over all workers in multiprocess mode."""
+        folder = multiprocess_dir()
+        if folder:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=folder)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    @staticmethod
+    def mark_process_dead(pid: int | None = None) -> None:
+        """Drop this worker's live gauges from the merged view when it exits."""
+        folder = multiprocess_dir()
+        if folder:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(pid or os.getpid(), folder)
