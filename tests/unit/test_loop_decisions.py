@@ -113,10 +113,10 @@ def test_noise_does_not_roll_back() -> None:
 
 
 def test_error_rate_and_latency_roll_back() -> None:
-    cp = ArmStats(requests=1000, errors=1, p95_latency_ms=2.0)
-    bad_errors = ArmStats(requests=100, errors=20, p95_latency_ms=2.0)
+    cp = ArmStats(requests=1000, errors=1, counted=1000, p95_latency_ms=2.0)
+    bad_errors = ArmStats(requests=100, errors=20, counted=100, p95_latency_ms=2.0)
     assert decide(CFG, 0, cp, bad_errors, 1, regression=False).action == "rollback"
-    slow = ArmStats(requests=100, errors=0, p95_latency_ms=9.0)
+    slow = ArmStats(requests=100, errors=0, counted=100, p95_latency_ms=9.0)
     d = decide(CFG, 0, cp, slow, 1, regression=False)
     assert d.action == "rollback" and "latency" in d.reason
 

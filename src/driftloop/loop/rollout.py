@@ -29,6 +29,8 @@ class ArmStats:
     requests: int = 0
     errors: int | None = None
     """Server errors (5xx) on this arm's model version; None when no metrics source was reachable."""
+    counted: int = 0
+    """Requests counted by the same source as `errors` (the servers' counters), the error rate's base."""
     p95_latency_ms: float | None = None
     labeled: int = 0
     metric: float | None = None
