@@ -187,6 +187,69 @@ def db_upgrade(ctx: typer.Context) -> None:
     )
 
 
+# -- serve, watch, demo -----------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (config serving.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (config serving.port).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (config serving.workers).")
+    ] = None,
+) -> None:
+    """Serve predictions: champion/challenger routing, hot swap, prediction log, Prometheus metrics."""
+    from driftloop import cli_serve
+
+    cli_serve.serve(host=host, port=port, workers=workers, config=config_path(ctx))
+
+
+@app.command()
+def watch(
+    ctx: typer.Context,
+    interval: Annotated[
+        str | None, typer.Option(help="Time between passes, e.g. 30s (config loop.interval_seconds).")
+    ] = None,
+    metrics_url: Annotated[
+        list[str] | None,
+        typer.Option(help="A server's /metrics URL for error rates (repeatable; config loop.metrics_urls)."),
+    ] = None,
+    once: Annotated[bool, typer.Option(help="Run one pass and exit.")] = False,
+) -> None:
+    """Run the controller: monitor, trigger, retrain, gate, canary, promote or roll back. Stops on SIGTERM."""
+    import logging
+    import signal
+    import threading
+
+    from driftloop.loop.controller import Controller
+    from driftloop.timeutil import parse_duration
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    st = stores(ctx)
+    seconds = parse_duration(interval).total_seconds() if interval else st.cfg.loop.interval_seconds
+    controller = Controller(st.cfg, st, metrics_urls=metrics_url or None)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print(f"watching {st.model_name} every {seconds:g}s as {controller.holder}")
+    controller.watch(seconds, stop, max_passes=1 if once else None)
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Option(help="Where the demo project lives (reset on each run).")] = Path(
+        "driftloop-demo"
+    ),
+) -> None:
+    """The wine story end to end: train on red, serve, meet white wines, drift, retrain, canary, promote."""
+    from driftloop.demo import run_demo
+
+    summary = run_demo(folder.resolve(), console=console)
+    if summary.failed or not summary.promoted:
+        raise typer.Exit(1)
+
+
 # -- audit ----------------------------------------------------------------------------------------------------
 
 
