@@ -68,14 +68,23 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
     return table is None or table.name in meta.tables
 
 
-def schema_differences(conn: Connection) -> list[Any]:
-    """What differs between the database and `metadata.meta` (empty when they agree), as Alembic sees it."""
+def schema_differences(conn: Connection, target: sa.MetaData | None = None) -> list[Any]:
+    """What differs between the database and `target` (default `metadata.meta`), as Alembic's autogenerate
+    sees it: empty when they agree."""
     from driftloop.stores.metadata import meta
 
+    target = meta if target is None else target
+
+    def ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if type_ == "table":
+            return name in target.tables
+        table = getattr(obj, "table", None)
+        return table is None or table.name in target.tables
+
     ctx = MigrationContext.configure(
-        conn, opts={"version_table": VERSION_TABLE, "include_object": include_object, "compare_type": True}
+        conn, opts={"version_table": VERSION_TABLE, "include_object": ours, "compare_type": True}
     )
-    return compare_metadata(ctx, meta)
+    return compare_metadata(ctx, target)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str:

@@ -1,0 +1,148 @@
+"""The Alembic chain builds exactly the tables of `metadata.meta`, on SQLite and on the machine's PostgreSQL.
+
+A change to a table in `stores/metadata.py` without a new revision makes `test_migrated_schema_matches_metadata`
+fail. Each PostgreSQL test gets a throwaway database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from driftloop.errors import UserError
+from driftloop.stores import migrations
+from driftloop.stores.metadata import MetadataStore, meta
+
+PG_ADMIN_URL = os.environ.get(
+    "DRIFTLOOP_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'driftloop.db'}"
+        return
+    name = f"driftloop_test_mig_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    store = MetadataStore.connect(db_url, create=False)
+    yield store.engine
+    store.close()
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_migrated_schema_matches_metadata(engine: sa.Engine) -> None:
+    assert migrations.upgrade(engine) == migrations.head_revision()
+    assert _tables(engine) == set(meta.tables) | {migrations.VERSION_TABLE}
+    with engine.connect() as conn:
+        diffs = migrations.schema_differences(conn)
+    assert diffs == [], f"metadata.py and the migration chain disagree, add a revision: {diffs}"
+
+
+def test_comparison_catches_a_table_change_without_a_migration(engine: sa.Engine) -> None:
+    """The guard above has teeth: a column, an index or a type that only metadata.py has is reported."""
+    migrations.upgrade(engine)
+    changed = sa.MetaData()
+    for table in meta.sorted_tables:
+        table.to_metadata(changed)
+    changed.tables["events"].append_column(sa.Column("severity", sa.String(16)))
+    sa.Index("ix_alerts_rule", changed.tables["alerts"].c.rule)
+    with engine.connect() as conn:
+        diffs = migrations.schema_differences(conn, changed)
+    kinds = {(d[0], d[2] if d[0] == "add_column" else d[1].name) for d in diffs}
+    assert kinds == {("add_column", "events"), ("add_index", "ix_alerts_rule")}
+
+
+def test_upgrade_twice_keeps_data_and_revision(db_url: str) -> None:
+    store = MetadataStore.connect(db_url)  # create_all runs the migrations on first use
+    try:
+        dep = store.get_deployment("wine")
+        store.update_deployment(dep, champion="1", reason="first", actor="test")
+        assert migrations.upgrade(store.engine) == migrations.head_revision()
+        again = MetadataStore.connect(db_url)
+        assert again.get_deployment("wine").champion == "1"
+        again.close()
+        with store.engine.connect() as conn:
+            versions = conn.execute(sa.text(f"SELECT version_num FROM {migrations.VERSION_TABLE}")).all()
+        assert versions == [(migrations.head_revision(),)]
+    finally:
+        store.close()
+
+
+_FIRST_USE = """
+import sys, time
+from driftloop.stores.metadata import MetadataStore
+url, at = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, at - time.time()))  # all processes reach their first connect at the same moment
+MetadataStore.connect(url).close()
+"""
+
+
+def test_concurrent_first_use_migrates_once(db_url: str) -> None:
+    """Several processes' first connect at once: one migrates, the others wait for it and find it done."""
+    at = time.time() + 3.0  # after every process has imported driftloop (about a second each here)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FIRST_USE, db_url, str(at)], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    failures = [p.stderr.read() for p in procs if p.wait(timeout=120) != 0]  # type: ignore[union-attr]
+    assert not failures, failures[0]
+    engine = sa.create_engine(db_url)
+    try:
+        assert migrations.current_revision(engine) == migrations.head_revision()
+        with engine.connect() as conn:
+            assert migrations.schema_differences(conn) == []
+    finally:
+        engine.dispose()
+
+
+def test_leaves_mlflow_version_table_alone(engine: sa.Engine) -> None:
+    """MLflow keeps its revision in `alembic_version`; sharing a database must not read or move it."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        conn.execute(sa.text("INSERT INTO alembic_version VALUES ('1b5f0d9ad7c1')"))
+    migrations.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [("1b5f0d9ad7c1",)]
+        assert migrations.schema_differences(conn) == []
+
+
+def test_adopts_a_database_made_before_migrations(engine: sa.Engine) -> None:
+    meta.create_all(engine)
+    assert migrations.current_revision(engine) is None
+    assert migrations.upgrade(engine) == migrations.head_revision()
+    with engine.connect() as conn:
+        assert migrations.schema_differences(conn) == []
+
+
+def test_refuses_a_foreign_table_with_our_name(engine: sa.Engine) -> None:
+    """MLflow, for one, has its own `datasets` table: say so instead of failing halfway through."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE datasets (dataset_uuid VARCHAR(36) PRIMARY KEY, name TEXT)"))
+    with pytest.raises(UserError, match=r"datasets.*stores\.database_url"):
+        migrations.upgrade(engine)
+    assert _tables(engine) == {"datasets"}, "a refused migration must leave nothing behind"
