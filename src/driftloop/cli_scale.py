@@ -1,0 +1,96 @@
+"""`driftloop score`: batch scoring of Parquet/CSV files of any size on a Dask cluster.
+
+Mount in cli.py with `app.command("score")(cli_scale.score)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from driftloop.errors import UserError
+
+#: Inputs smaller than this (on disk) are scored by in-process workers when no scheduler is given:
+#: starting worker processes would cost more than it saves.
+IN_PROCESS_BYTES = 64 * 2**20
+
+
+def score(
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="Parquet or CSV file, folder or glob ('data/*.parquet').")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="New folder for the scored Parquet files.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="champion, challenger or a model version number.")
+    ] = "champion",
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            help="Scheduler of an existing Dask cluster, tcp://host:8786 "
+            "(default: scale.dask_scheduler / DRIFTLOOP_DASK_SCHEDULER, else a local cluster).",
+        ),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local cluster: worker processes.")] = None,
+    memory_limit: Annotated[
+        str | None, typer.Option(help="Local cluster: memory limit per worker, e.g. 2GiB.")
+    ] = None,
+    partition_rows: Annotated[
+        int | None, typer.Option(min=1, help="Rows per partition (config scale.partition_rows).")
+    ] = None,
+    log: Annotated[
+        bool, typer.Option(help="Append the predictions to the prediction log (source=batch).")
+    ] = True,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="driftloop.yaml (default: nearest).")
+    ] = None,
+) -> None:
+    """Score a dataset partition by partition with a registered model; bad rows go to OUTPUT/rejects/."""
+    from driftloop.config import load_config
+    from driftloop.scale.cluster import dask_client, resolve_address
+    from driftloop.scale.inputs import find_input
+    from driftloop.scale.scoring import score_batch
+    from driftloop.stores import open_stores
+
+    try:
+        cfg = load_config(config)
+        address = resolve_address(dask, cfg.scale.dask_scheduler)
+        small = address is None and workers is None and find_input(input).total_bytes < IN_PROCESS_BYTES
+        stores = open_stores(cfg)
+        try:
+            with dask_client(
+                address,
+                n_workers=1 if small else workers,
+                threads_per_worker=2 if small else 1,
+                processes=not small,
+                memory_limit=memory_limit or "auto",
+            ) as client:
+                summary = score_batch(
+                    stores,
+                    client,
+                    input,
+                    output,
+                    model=model,
+                    partition_rows=partition_rows,
+                    log_predictions=log,
+                )
+        finally:
+            stores.close()
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"scored {summary.scored} of {summary.rows} rows with {summary.model_name} version "
+        f"{summary.model_version} in {summary.seconds:.1f} s ({summary.rows_per_second:,.0f} rows/s, "
+        f"{summary.partitions} partitions) -> {summary.output}/predictions"
+    )
+    if summary.logged:
+        typer.echo(f"logged {summary.logged} predictions (source=batch)")
+    if summary.rejected:
+        typer.secho(
+            f"rejected {summary.rejected} rows: see {summary.output}/rejects (column _reject_reason)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )

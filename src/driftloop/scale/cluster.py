@@ -1,0 +1,108 @@
+"""Where driftloop's distributed work runs: an existing Dask scheduler, a local cluster, or this process.
+
+    with dask_client(address) as client:     # address None: a LocalCluster sized for this machine
+        ...
+
+The address comes from `--dask`, else `scale.dask_scheduler` in the config (which `DRIFTLOOP_DASK_SCHEDULER`
+overrides). Workers of an existing cluster must have the same driftloop installed and see the same stores
+and files (shared storage); `dask_client` checks the version before any work is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from driftloop.errors import UserError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+log = logging.getLogger(__name__)
+
+ENV_SCHEDULER = "DRIFTLOOP_DASK_SCHEDULER"
+CONNECT_TIMEOUT_SECONDS = 20
+
+
+def resolve_address(explicit: str | None, configured: str | None = None) -> str | None:
+    """`--dask` wins, then the config value (already env-overridden), then the environment variable."""
+    for candidate in (explicit, configured, os.environ.get(ENV_SCHEDULER)):
+        if candidate:
+            return candidate
+    return None
+
+
+@contextmanager
+def dask_client(
+    address: str | None = None,
+    *,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    memory_limit: str | int | None = "auto",
+    processes: bool = True,
+) -> Iterator[Client]:
+    """A connected Client; without an address, a LocalCluster that is closed on exit.
+
+    `processes=False` runs the workers as threads of this process (for small inputs and tests: no start-up
+    cost, nothing to pickle). Local workers get one thread each by default, so LightGBM and NumPy do not
+    oversubscribe the cores (the nanny also sets OMP_NUM_THREADS=1 in each worker process).
+    """
+    from distributed import Client, LocalCluster
+
+    if address:
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT_SECONDS)
+        except (OSError, TimeoutError) as exc:
+            raise UserError(
+                f"cannot reach the Dask scheduler at {address} (from --dask, scale.dask_scheduler or "
+                f"{ENV_SCHEDULER}): {exc}"
+            ) from None
+        try:
+            check_workers(client)
+            yield client
+        finally:
+            client.close()
+        return
+    workers = n_workers or max(1, min(4, os.cpu_count() or 1))
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=threads_per_worker,
+        processes=processes,
+        memory_limit=memory_limit,
+        dashboard_address=":0",  # any free port: parallel clusters (tests, jobs) never collide on 8787
+        silence_logs=logging.WARNING,
+    )
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def check_workers(client: Client) -> None:
+    """Every worker must import the same driftloop version as this client, or tasks fail obscurely later."""
+    try:
+        mine = version("driftloop")
+    except PackageNotFoundError:  # running from a source tree without metadata
+        return
+    found: dict[str, Any] = client.run(_driftloop_version, on_error="return")
+    if not found:
+        raise UserError("the Dask cluster has no workers yet; start some, then retry")
+    bad = {w: v for w, v in found.items() if v != mine}
+    if bad:
+        listed = ", ".join(f"{w}: {v}" for w, v in sorted(bad.items())[:5])
+        raise UserError(f"Dask workers must run driftloop {mine}; found {listed}")
+
+
+def _driftloop_version() -> str:
+    # Looked up by name on the worker; pickled by reference, so a worker without driftloop fails to
+    # unpickle it and `on_error="return"` reports that instead of raising.
+    try:
+        return version("driftloop")
+    except PackageNotFoundError:
+        return "not installed"
