@@ -147,6 +147,8 @@ class ServingConfig(Section):
     log_flush_rows: int = Field(5000, gt=0)
     log_queue_rows: int = Field(200_000, gt=0)
     """Rows the log writer buffers before it drops (and counts) instead of blocking the hot path."""
+    compile_models: bool = True
+    """Compile LightGBM trees to native code (lleaves) in the background and swap them in: same answers."""
 
 
 class ColumnDriftOverride(Section):

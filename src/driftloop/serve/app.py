@@ -72,6 +72,7 @@ class Service:
             unknown_fields=s.unknown_fields,
             max_rows=s.max_rows_per_request,
             metrics=self.metrics,
+            compile_models=s.compile_models,
         )
         log_dir = cfg.stores.resolved_log_dir()
         self.writers = {

@@ -16,15 +16,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from driftloop.serve.validation import RequestSchema
 from driftloop.stores.metadata import Deployment
-from driftloop.stores.models import ModelBundle, load_bundle_dir
+from driftloop.stores.models import SPEC_KEY, ModelBundle, ModelSpec, load_bundle_dir
 from driftloop.stores.predlog import label_string
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class LoadedModel:
     classes: tuple[Any, ...]
     class_keys: tuple[str, ...]
     loaded_at: float
+    folder: Path | None = None
+    compiled: bool = False
 
     @property
     def spec(self) -> Any:
@@ -73,9 +76,17 @@ class StoreStatus:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def load_model(version: str, folder: Path, *, unknown_fields: str, max_rows: int) -> LoadedModel:
-    """Load and warm one version: the first native predict allocates, so a request must not pay for it."""
-    bundle = load_bundle_dir(folder)
+def load_model(
+    version: str, folder: Path, *, unknown_fields: str, max_rows: int, use_compiled: bool = False
+) -> LoadedModel:
+    """Load and warm one version: the first predict allocates, so a request must not pay for it."""
+    folder = Path(folder)
+    bundle, compiled_ok = None, False
+    if use_compiled:
+        bundle = _cached_compiled_bundle(folder)
+        compiled_ok = bundle is not None
+    if bundle is None:
+        bundle = load_bundle_dir(folder)
     spec = bundle.spec
     warm = np.zeros((64, len(spec.features)), dtype=np.float64)
     for rows in (1, 8, 64):
@@ -88,7 +99,44 @@ def load_model(version: str, folder: Path, *, unknown_fields: str, max_rows: int
         classes=classes,
         class_keys=tuple(label_string(c) for c in classes),
         loaded_at=time.time(),
+        folder=folder,
+        compiled=compiled_ok,
     )
+
+
+def _lightgbm_file(folder: Path) -> tuple[dict[str, Any], Path | None]:
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    flavor = (mlmodel.get("flavors") or {}).get("lightgbm")
+    return mlmodel, (folder / flavor.get("data", "model.lgb")) if flavor else None
+
+
+def _cached_compiled_bundle(folder: Path) -> ModelBundle | None:
+    from driftloop.serve import compiled
+
+    mlmodel, model_file = _lightgbm_file(folder)
+    spec_dict = (mlmodel.get("metadata") or {}).get(SPEC_KEY)
+    if model_file is None or spec_dict is None:
+        return None
+    booster = compiled.load_cached(model_file)
+    if booster is None:
+        return None
+    return ModelBundle(spec=ModelSpec.from_dict(spec_dict), estimator=booster, flavor="lightgbm")
+
+
+def compile_loaded(model: LoadedModel) -> LoadedModel | None:
+    """The same model with its trees compiled by lleaves (verified in the compiling process), or None."""
+    from driftloop.serve import compiled
+
+    if model.bundle.flavor != "lightgbm" or model.folder is None or not compiled.available():
+        return None
+    _, model_file = _lightgbm_file(model.folder)
+    if model_file is None:
+        return None
+    bundle = ModelBundle(
+        spec=model.bundle.spec, estimator=compiled.compile_model_file(model_file), flavor="lightgbm"
+    )
+    bundle.predict_matrix(np.zeros((8, len(bundle.spec.features))))
+    return replace(model, bundle=bundle, compiled=True)
 
 
 class ModelPool:
@@ -104,6 +152,7 @@ class ModelPool:
         unknown_fields: str = "reject",
         max_rows: int = 10_000,
         metrics: Any = None,
+        compile_models: bool = True,
     ) -> None:
         self.model_name = model_name
         self._read_deployment = read_deployment
@@ -118,20 +167,31 @@ class ModelPool:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refresh_lock = threading.Lock()
+        self.compile_models = compile_models
+        self._compile_wake = threading.Event()
+        self._compile_thread: threading.Thread | None = None
+        self._compile_tried: set[str] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
     def start(self) -> ModelPool:
         self._thread = threading.Thread(target=self._run, name="driftloop-deployment-watcher", daemon=True)
         self._thread.start()
+        if self.compile_models:
+            self._compile_thread = threading.Thread(
+                target=self._compile_run, name="driftloop-compiler", daemon=True
+            )
+            self._compile_thread.start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._compile_wake.set()
+        for thread in (self._thread, self._compile_thread):
+            if thread is not None:
+                thread.join(timeout)
+        self._thread = self._compile_thread = None
 
     def poke(self) -> None:
         """Check the deployment now instead of at the next poll (after an admin change)."""
@@ -145,6 +205,37 @@ class ModelPool:
                 log.exception("deployment watcher: refresh failed")
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
+
+    def _compile_run(self) -> None:
+        """Swap each served LightGBM model for its compiled twin, one at a time, as they appear."""
+        while not self._stop.is_set():
+            self._compile_wake.wait(self.poll_seconds)
+            self._compile_wake.clear()
+            state = self.state
+            for model in state.models() if state else []:
+                if model.compiled or model.version in self._compile_tried or self._stop.is_set():
+                    continue
+                self._compile_tried.add(model.version)
+                try:
+                    fast = compile_loaded(model)
+                except Exception as exc:
+                    log.warning("model %s stays on the LightGBM booster: %s", model.version, exc)
+                    continue
+                if fast is not None:
+                    self._install_compiled(model, fast)
+
+    def _install_compiled(self, old: LoadedModel, new: LoadedModel) -> None:
+        with self._refresh_lock:
+            state = self.state
+            if state is None:
+                return
+            if state.champion is old:
+                state = replace(state, champion=new)
+            if state.challenger is old:
+                state = replace(state, challenger=new)
+            if state is not self.state:
+                self.state = state
+                log.info("model %s now predicts with compiled trees", new.version)
 
     # -- one pass -------------------------------------------------------------------------------------------
 
@@ -191,6 +282,7 @@ class ModelPool:
                 # Nothing served yet: answer with the champion alone rather than not at all.
                 self._swap_failed(dep, dep.challenger, exc)
         self.state = ServingState(deployment=dep, champion=champion, challenger=challenger)
+        self._compile_wake.set()
         if challenger is not None or not dep.challenger or dep.strategy == "single":
             self.store.failed_revision = None
             self.store.last_swap_error = None
@@ -270,6 +362,7 @@ def describe(state: ServingState) -> dict[str, Any]:
         "champion": state.champion.version,
         "challenger": state.challenger.version if state.challenger else None,
         "configured_challenger": dep.challenger,
+        "compiled": {m.version: m.compiled for m in state.models()},
         "updated_at": dep.updated_at.isoformat() if dep.updated_at else None,
         "reason": dep.reason,
         "actor": dep.actor,

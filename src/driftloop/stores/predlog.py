@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 LogKind = Literal["predictions", "feedback"]
 PREFIX: dict[str, str] = {"predictions": "pred", "feedback": "fb"}
 TS_TYPE = pa.timestamp("us", tz="UTC")
+_DAY_US = 86_400 * 1_000_000
 
 
 def feature_struct_type(names: Sequence[str], kinds: Sequence[str]) -> pa.StructType:
@@ -111,45 +112,82 @@ class PredictionEntry:
     def schema_key(self) -> tuple[Any, ...]:
         return ("p", self.feature_names, self.feature_kinds, self.proba is None)
 
-    def to_table(self) -> pa.Table:
-        n = self.n_rows
-        ftype = feature_struct_type(self.feature_names, self.feature_kinds)
+    @staticmethod
+    def table(entries: Sequence[PredictionEntry]) -> pa.Table:
+        """Many entries with the same schema key -> one Arrow table, column by column (vectorised)."""
+        first = entries[0]
+        counts = np.fromiter((e.n_rows for e in entries), dtype=np.int64, count=len(entries))
+        ftype = feature_struct_type(first.feature_names, first.feature_kinds)
         arrays = []
-        for col, kind in zip(self.columns, self.feature_kinds, strict=True):
+        for j, kind in enumerate(first.feature_kinds):
             if kind == "numeric":
-                arr = np.asarray(col, dtype=np.float64)
+                arr = np.concatenate([np.asarray(e.columns[j], dtype=np.float64) for e in entries])
                 arrays.append(pa.array(arr, type=pa.float64(), mask=np.isnan(arr)))
             else:
-                arrays.append(pa.array(list(col), type=pa.string()))
+                arrays.append(pa.array([v for e in entries for v in e.columns[j]], type=pa.string()))
         features = pa.StructArray.from_arrays(arrays, fields=list(ftype))
-        regression = self.proba is None
-        ids = [f"{self.request_id}:{i}" for i in range(n)] if self.batch else [self.request_id] * n
+        ids: list[str] = []
+        for e in entries:
+            if e.batch:
+                ids.extend([f"{e.request_id}:{i}" for i in range(e.n_rows)])
+            else:
+                ids.extend([e.request_id] * e.n_rows)
+        regression = first.proba is None
+        n = int(counts.sum())
         if regression:
-            prediction = pa.array(np.asarray(self.labels, dtype=np.float64), type=pa.float64())
+            prediction = pa.array(np.concatenate([np.asarray(e.labels, dtype=np.float64) for e in entries]))
             probabilities = pa.nulls(n, type=pa.string())
         else:
-            prediction = pa.array([label_string(v) for v in self.labels], type=pa.string())
-            classes = self.classes
-            probabilities = pa.array(
-                [orjson.dumps(dict(zip(classes, row, strict=True))).decode() for row in self.proba.tolist()],
-                type=pa.string(),
-            )
-        ts = pa.array(np.full(n, self.ts_us, dtype=np.int64), type=pa.int64()).cast(TS_TYPE)
+            proba = np.concatenate([e.proba for e in entries])  # type: ignore[misc]
+            prediction, probabilities = _class_columns(proba, entries, counts)
         return pa.Table.from_arrays(
             [
                 pa.array(ids, type=pa.string()),
-                ts,
-                pa.array([self.model_name] * n, type=pa.string()),
-                pa.array([self.model_version] * n, type=pa.string()),
-                pa.array([self.arm] * n, type=pa.string()),
-                pa.array([self.source] * n, type=pa.string()),
+                pa.array(np.repeat([e.ts_us for e in entries], counts), type=pa.int64()).cast(TS_TYPE),
+                _repeat([e.model_name for e in entries], counts),
+                _repeat([e.model_version for e in entries], counts),
+                _repeat([e.arm for e in entries], counts),
+                _repeat([e.source for e in entries], counts),
                 features,
                 prediction,
                 probabilities,
-                pa.array(np.full(n, self.latency_ms, dtype=np.float64), type=pa.float64()),
+                pa.array(np.repeat([e.latency_ms for e in entries], counts), type=pa.float64()),
             ],
             schema=prediction_schema(ftype, regression=regression),
         )
+
+
+def _repeat(values: list[str], counts: np.ndarray) -> pa.Array:
+    """A string column of per-entry values repeated per row, dictionary-style (cheap for few distinct)."""
+    distinct = sorted(set(values))
+    codes = np.repeat(np.asarray([distinct.index(v) for v in values], dtype=np.int32), counts)
+    return pa.array(np.asarray(distinct, dtype=object)[codes], type=pa.string())
+
+
+def _class_columns(
+    proba: np.ndarray, entries: Sequence[PredictionEntry], counts: np.ndarray
+) -> tuple[pa.Array, pa.Array]:
+    """Predicted label strings and the probabilities as JSON objects, built by Arrow kernels, not per row.
+
+    Entries of different model versions may order different class lists; rows are grouped by class list.
+    """
+    import pyarrow.compute as pc
+
+    class_lists = [e.classes for e in entries]
+    if len(set(class_lists)) > 1:
+        tables = [PredictionEntry.table([e]) for e in entries]
+        merged = pa.concat_tables(tables)
+        return merged.column("prediction").combine_chunks(), merged.column("probabilities").combine_chunks()
+    classes = class_lists[0]
+    keys = np.asarray(classes, dtype=object)
+    prediction = pa.array(keys[np.argmax(proba, axis=1)], type=pa.string())
+    parts: list[Any] = []
+    for k, key in enumerate(classes):
+        parts.append(("{" if k == 0 else ",") + orjson.dumps(key).decode() + ":")
+        parts.append(pc.cast(pa.array(proba[:, k], type=pa.float64()), pa.string()))
+    parts.append("}")
+    probabilities = pc.binary_join_element_wise(*parts, "")
+    return prediction, probabilities
 
 
 @dataclass
@@ -168,19 +206,22 @@ class FeedbackEntry:
     def schema_key(self) -> tuple[Any, ...]:
         return ("f", self.regression)
 
-    def to_table(self) -> pa.Table:
-        n = self.n_rows
-        label_type = pa.float64() if self.regression else pa.string()
-        labels = (
-            [float(v) for v in self.labels] if self.regression else [label_string(v) for v in self.labels]
-        )
+    @staticmethod
+    def table(entries: Sequence[FeedbackEntry]) -> pa.Table:
+        regression = entries[0].regression
+        counts = np.fromiter((e.n_rows for e in entries), dtype=np.int64, count=len(entries))
+        ids = [rid for e in entries for rid in e.request_ids]
+        if regression:
+            labels = pa.array([float(v) for e in entries for v in e.labels], type=pa.float64())
+        else:
+            labels = pa.array([label_string(v) for e in entries for v in e.labels], type=pa.string())
         return pa.Table.from_arrays(
             [
-                pa.array(list(self.request_ids), type=pa.string()),
-                pa.array(np.full(n, self.ts_us, dtype=np.int64), type=pa.int64()).cast(TS_TYPE),
-                pa.array(labels, type=label_type),
+                pa.array(ids, type=pa.string()),
+                pa.array(np.repeat([e.ts_us for e in entries], counts), type=pa.int64()).cast(TS_TYPE),
+                labels,
             ],
-            schema=feedback_schema(regression=self.regression),
+            schema=feedback_schema(regression=regression),
         )
 
 
@@ -304,17 +345,18 @@ class LogWriter:
                 log.exception("prediction log: depth callback failed")
 
     def _write(self, batch: list[Entry]) -> None:
-        groups: dict[tuple[Any, ...], list[pa.Table]] = {}
+        groups: dict[tuple[Any, ...], list[Entry]] = {}
         for entry in batch:
-            day = datetime.fromtimestamp(entry.ts_us / 1e6, UTC).strftime("%Y-%m-%d")
-            groups.setdefault((day, entry.schema_key()), []).append(entry.to_table())
-        for (day, _), tables in groups.items():
+            groups.setdefault((entry.ts_us // _DAY_US, entry.schema_key()), []).append(entry)
+        for (day_number, _), entries in groups.items():
+            table = type(entries[0]).table(entries)  # type: ignore[arg-type]
+            day = datetime.fromtimestamp(day_number * 86_400, UTC).strftime("%Y-%m-%d")
             folder = self.root / f"date={day}"
             folder.mkdir(parents=True, exist_ok=True)
             self._seq += 1
             name = f"{self._series}-{self._seq:06d}.parquet"
             tmp = folder / f".{name}.tmp"
-            pq.write_table(pa.concat_tables(tables), tmp, compression="zstd")
+            pq.write_table(table, tmp, compression="zstd")
             os.replace(tmp, folder / name)
             self.files_written += 1
 
@@ -345,10 +387,9 @@ def read_log(log_dir: Path | str, kind: LogKind, *, where: str | None = None) ->
     if where:
         sql += f" WHERE {where}"
     with duckdb.connect() as con:
-        result = con.execute(sql)
-        # DuckDB 2 renamed fetch_arrow_table to to_arrow_table.
-        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
-        return fetch()
+        rel = con.sql(sql)
+        # DuckDB 2 names it to_arrow_table; 1.x had arrow().
+        return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
 
 
 def count_rows(log_dir: Path | str, kind: LogKind, *, where: str | None = None) -> int:

@@ -1,0 +1,118 @@
+"""The prediction log writer: contract schema, file naming, temp + rename, bounded queue, DuckDB readable."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from driftloop.stores.predlog import FeedbackEntry, LogWriter, PredictionEntry, count_rows, log_files, read_log
+
+TS = 1_795_400_000_000_000  # 2026-11-23 02:13 UTC in microseconds
+
+
+def entry(rid: str, n: int, *, batch: bool = True, arm: str = "champion", version: str = "1", ts: int = TS) -> PredictionEntry:
+    proba = np.tile([[0.25, 0.75]], (n, 1))
+    return PredictionEntry(
+        request_id=rid,
+        batch=batch,
+        ts_us=ts,
+        model_name="wine",
+        model_version=version,
+        arm=arm,
+        source="online",
+        feature_names=("alcohol", "city"),
+        feature_kinds=("numeric", "categorical"),
+        columns=[np.array([9.5] * (n - 1) + [np.nan]), ["rome"] * (n - 1) + [None]],
+        labels=[7] * n,
+        proba=proba,
+        classes=("5", "7"),
+        latency_ms=1.25,
+    )
+
+
+def test_rows_follow_the_contract(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path, "predictions", flush_seconds=60, flush_rows=10_000).start()
+    writer.put(entry("a", 1, batch=False))
+    writer.put(entry("b", 3))
+    writer.put(entry("c", 2, arm="shadow", version="2"))
+    writer.close()
+    files = log_files(tmp_path, "predictions")
+    assert len(files) == 1
+    assert re.fullmatch(r"pred-[\w.]+-\d+-\d{13}-000001\.parquet", files[0].name)
+    assert files[0].parent.name == "date=2026-11-23"
+    table = pq.read_table(files[0])
+    assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("features").type == pa.struct([("alcohol", pa.float64()), ("city", pa.string())])
+    assert table.schema.field("prediction").type == pa.string()
+    rows = table.to_pylist()
+    assert [r["request_id"] for r in rows] == ["a", "b:0", "b:1", "b:2", "c:0", "c:1"]
+    assert [r["arm"] for r in rows] == ["champion"] * 4 + ["shadow"] * 2
+    assert rows[0]["features"] == {"alcohol": None, "city": None}  # the single row is the null one
+    assert rows[1]["features"] == {"alcohol": 9.5, "city": "rome"}
+    assert rows[1]["prediction"] == "7" and json.loads(rows[1]["probabilities"]) == {"5": 0.25, "7": 0.75}
+    assert rows[1]["latency_ms"] == 1.25 and rows[1]["source"] == "online"
+    # What the monitoring side does: DuckDB over the glob.
+    assert count_rows(tmp_path, "predictions", where="arm <> 'shadow'") == 4
+    assert read_log(tmp_path, "predictions").num_rows == 6
+
+
+def test_flushes_by_rows_and_time_and_writes_no_partial_files(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path, "predictions", flush_seconds=0.05, flush_rows=5).start()
+    for i in range(20):
+        writer.put(entry(f"r{i}", 1, batch=False))
+    deadline = 200
+    while writer.rows_written < 20 and deadline:
+        import time
+
+        time.sleep(0.01)
+        deadline -= 1
+    assert writer.rows_written == 20  # flushed by the thread, before close
+    writer.close()
+    assert not list(tmp_path.rglob(".*.tmp"))
+    assert count_rows(tmp_path, "predictions") == 20
+    names = [p.name for p in log_files(tmp_path, "predictions")]
+    assert len(set(names)) == len(names) and all(".tmp" not in n for n in names)
+
+
+def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+    dropped: list[int] = []
+    writer = LogWriter(tmp_path, "predictions", flush_seconds=60, flush_rows=10_000, max_queue_rows=5, on_drop=dropped.append)
+    assert writer.put(entry("a", 4))
+    assert not writer.put(entry("b", 2))
+    assert dropped == [2] and writer.rows_dropped == 2
+    writer.close()
+    assert count_rows(tmp_path, "predictions") == 4
+    assert not writer.put(entry("late", 1))  # closed: nothing is half-accepted
+
+
+def test_rows_of_two_days_go_to_two_partitions_and_feedback(tmp_path: Path) -> None:
+    writer = LogWriter(tmp_path, "predictions", flush_seconds=60).start()
+    writer.put(entry("a", 1, batch=False))
+    writer.put(entry("b", 1, batch=False, ts=TS + 86_400_000_000))
+    writer.close()
+    assert sorted(p.parent.name for p in log_files(tmp_path, "predictions")) == ["date=2026-11-23", "date=2026-11-24"]
+    fb = LogWriter(tmp_path, "feedback").start()
+    fb.put(FeedbackEntry(request_ids=["a", "b:0"], labels=[7, 6.0], regression=False, ts_us=TS))
+    fb.close()
+    rows = duckdb.sql(
+        f"SELECT f.request_id, f.label, p.prediction FROM read_parquet('{tmp_path}/feedback/*/*.parquet') f "
+        f"JOIN read_parquet('{tmp_path}/predictions/*/*.parquet') p USING (request_id) ORDER BY 1"
+    ).fetchall()
+    assert rows == [("a", "7", "7")]
+    assert log_files(tmp_path, "feedback")[0].name.startswith("fb-")
+
+
+def test_unreadable_log_folder_keeps_rows_for_retry(tmp_path: Path) -> None:
+    blocker = tmp_path / "predictions"
+    blocker.write_text("a file where the folder should be")
+    writer = LogWriter(tmp_path, "predictions", flush_seconds=60)
+    writer.put(entry("a", 2))
+    assert writer.flush() == 0 and writer.queued_rows == 2
+    blocker.unlink()
+    assert writer.flush() == 2 and count_rows(tmp_path, "predictions") == 2
