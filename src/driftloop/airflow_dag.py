@@ -22,11 +22,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from driftloop.config import CONFIG_FILE, Config, load_config
 from driftloop.errors import ConfigError
-from driftloop.stores import Stores, open_stores
+
+if TYPE_CHECKING:
+    from driftloop.stores import Stores
 
 log = logging.getLogger("driftloop.airflow")
 
@@ -56,6 +58,8 @@ def _opened(project: str, holder: str, task: str) -> Iterator[tuple[Config, Stor
     Yields whether this run holds the lease; a task that lost it (another controller took over after it
     expired) must not change anything.
     """
+    from driftloop.stores import open_stores
+
     cfg = load_config(config_path(project))
     stores = open_stores(cfg)
     try:
@@ -179,6 +183,8 @@ def judge_canary(project: str, holder: str) -> dict[str, Any]:
 
 def release(project: str, holder: str) -> None:
     """Give the controller lease back at the end of a run (it would otherwise expire on its own)."""
+    from driftloop.stores import open_stores
+
     cfg = load_config(config_path(project))
     stores = open_stores(cfg)
     try:
