@@ -11,12 +11,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from driftloop.stores.predlog import FeedbackEntry, LogWriter, PredictionEntry, count_rows, log_files, read_log
+from driftloop.stores.predlog import (
+    FeedbackEntry,
+    LogWriter,
+    PredictionEntry,
+    count_rows,
+    log_files,
+    read_log,
+)
 
 TS = 1_795_400_000_000_000  # 2026-11-23 02:13 UTC in microseconds
 
 
-def entry(rid: str, n: int, *, batch: bool = True, arm: str = "champion", version: str = "1", ts: int = TS) -> PredictionEntry:
+def entry(
+    rid: str, n: int, *, batch: bool = True, arm: str = "champion", version: str = "1", ts: int = TS
+) -> PredictionEntry:
     proba = np.tile([[0.25, 0.75]], (n, 1))
     return PredictionEntry(
         request_id=rid,
@@ -48,7 +57,9 @@ def test_rows_follow_the_contract(tmp_path: Path) -> None:
     assert files[0].parent.name == "date=2026-11-23"
     table = pq.read_table(files[0])
     assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
-    assert table.schema.field("features").type == pa.struct([("alcohol", pa.float64()), ("city", pa.string())])
+    assert table.schema.field("features").type == pa.struct(
+        [("alcohol", pa.float64()), ("city", pa.string())]
+    )
     assert table.schema.field("prediction").type == pa.string()
     rows = table.to_pylist()
     assert [r["request_id"] for r in rows] == ["a", "b:0", "b:1", "b:2", "c:0", "c:1"]
@@ -82,7 +93,9 @@ def test_flushes_by_rows_and_time_and_writes_no_partial_files(tmp_path: Path) ->
 
 def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
     dropped: list[int] = []
-    writer = LogWriter(tmp_path, "predictions", flush_seconds=60, flush_rows=10_000, max_queue_rows=5, on_drop=dropped.append)
+    writer = LogWriter(
+        tmp_path, "predictions", flush_seconds=60, flush_rows=10_000, max_queue_rows=5, on_drop=dropped.append
+    )
     assert writer.put(entry("a", 4))
     assert not writer.put(entry("b", 2))
     assert dropped == [2] and writer.rows_dropped == 2
@@ -96,7 +109,10 @@ def test_rows_of_two_days_go_to_two_partitions_and_feedback(tmp_path: Path) -> N
     writer.put(entry("a", 1, batch=False))
     writer.put(entry("b", 1, batch=False, ts=TS + 86_400_000_000))
     writer.close()
-    assert sorted(p.parent.name for p in log_files(tmp_path, "predictions")) == ["date=2026-11-23", "date=2026-11-24"]
+    assert sorted(p.parent.name for p in log_files(tmp_path, "predictions")) == [
+        "date=2026-11-23",
+        "date=2026-11-24",
+    ]
     fb = LogWriter(tmp_path, "feedback").start()
     fb.put(FeedbackEntry(request_ids=["a", "b:0"], labels=[7, 6.0], regression=False, ts_us=TS))
     fb.close()

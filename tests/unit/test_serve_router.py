@@ -11,7 +11,9 @@ from driftloop.serve.router import CHALLENGER, CHAMPION, bucket, route
 
 def test_bucket_is_stable_across_processes_and_runs() -> None:
     # Fixed values: a change here would re-shuffle every sticky user of every deployment.
-    assert bucket("user-1") == pytest.approx(int.from_bytes(__import__("hashlib").blake2b(b"user-1", digest_size=8).digest(), "big") / 2**64)
+    assert bucket("user-1") == pytest.approx(
+        int.from_bytes(__import__("hashlib").blake2b(b"user-1", digest_size=8).digest(), "big") / 2**64
+    )
     assert bucket("user-1") == bucket("user-1")
     assert bucket("user-1") != bucket("user-2")
     assert all(0.0 <= bucket(f"k{i}") < 1.0 for i in range(1000))

@@ -20,7 +20,11 @@ SPEC = ModelSpec(
     ),
     classes=(0, 1),
 )
-NUMERIC = ModelSpec(task="regression", target="y", features=(FeatureSpec("a", "numeric", nullable=False), FeatureSpec("b", "numeric", nullable=False)))
+NUMERIC = ModelSpec(
+    task="regression",
+    target="y",
+    features=(FeatureSpec("a", "numeric", nullable=False), FeatureSpec("b", "numeric", nullable=False)),
+)
 
 
 def rejected(schema: RequestSchema, body: object) -> RequestRejected:
@@ -31,16 +35,28 @@ def rejected(schema: RequestSchema, body: object) -> RequestRejected:
 
 def test_shapes_encode_like_the_training_encoder() -> None:
     schema = RequestSchema(SPEC)
-    records = [{"age": 30, "income": 1.5, "city": "rome"}, {"age": 40.5, "income": None, "city": 7}, {"age": 1, "income": 2, "city": "oslo"}]
+    records = [
+        {"age": 30, "income": 1.5, "city": "rome"},
+        {"age": 40.5, "income": None, "city": 7},
+        {"age": 1, "income": 2, "city": "oslo"},
+    ]
     expected = Encoder(SPEC).encode_records(records)
-    for body in (records, {"records": records}, {"columns": ["city", "age", "income"], "data": [[r["city"], r["age"], r["income"]] for r in records]}):
+    for body in (
+        records,
+        {"records": records},
+        {"columns": ["city", "age", "income"], "data": [[r["city"], r["age"], r["income"]] for r in records]},
+    ):
         parsed = schema.parse(body)
         assert parsed.batch
         np.testing.assert_array_equal(parsed.X, expected)
     one = schema.parse({**records[0], "routing_key": "u-9"})
     assert not one.batch and one.routing_key == "u-9"
     np.testing.assert_array_equal(one.X, expected[:1])
-    assert schema.parse(records).columns[2] == ["rome", "7", "oslo"]  # categorical logged as received, as strings
+    assert schema.parse(records).columns[2] == [
+        "rome",
+        "7",
+        "oslo",
+    ]  # categorical logged as received, as strings
 
 
 def test_numeric_fast_path_equals_slow_path() -> None:
@@ -74,7 +90,9 @@ def test_null_only_where_nullable_and_no_nan_or_inf() -> None:
 
 def test_unknown_fields_can_be_ignored() -> None:
     body = {"a": 1, "b": 2, "extra": "x"}
-    assert rejected(RequestSchema(NUMERIC), body).problems == [{"loc": "extra", "msg": "is not a feature of the model"}]
+    assert rejected(RequestSchema(NUMERIC), body).problems == [
+        {"loc": "extra", "msg": "is not a feature of the model"}
+    ]
     np.testing.assert_array_equal(RequestSchema(NUMERIC, unknown_fields="ignore").parse(body).X, [[1, 2]])
 
 
