@@ -1,0 +1,102 @@
+"""The DAG under real Apache Airflow 3: `airflow dags test` in the cached Airflow venv (scripts/airflow-venv),
+Airflow's own database on SQLite in a temp folder, against a driftloop project on the embedded default.
+
+The first run on a cold machine builds the venv (a few minutes at most, from PyPI); later runs reuse it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from driftloop.airflow_dag import render_dag
+from driftloop.config import load_config
+from driftloop.stores import open_stores
+from tests.integration.airflow_support import REPO, Airflow, airflow_venv, project_with_champion, serve_rows
+
+SKIPPED_ALL_BUT_ROUTE = {
+    "monitor": "skipped",
+    "should_retrain": "skipped",
+    "retrain": "skipped",
+    "gate": "skipped",
+    "start_canary": "skipped",
+    "judge_canary": "skipped",
+    "release": "skipped",
+}
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
+    installed = Airflow(venv=airflow_venv(), home=tmp_path_factory.mktemp("airflow-home"))
+    installed.migrate()
+    return installed
+
+
+def test_the_generic_dag_takes_its_project_as_a_param(airflow: Airflow, project: Path) -> None:
+    """deploy/airflow/driftloop_dag.py as shipped, the project passed in the run's conf; no champion yet, so
+    the run routes to nothing, gives the lease back and succeeds."""
+    shutil.copy(REPO / "deploy" / "airflow" / "driftloop_dag.py", airflow.dags / "driftloop_dag.py")
+    result = airflow.dags_test("driftloop", conf={"project": str(project.parent)})
+    assert result.state == "success", result.describe()
+    assert result.tasks == {"route": "success", **SKIPPED_ALL_BUT_ROUTE}, result.describe()
+    stores = open_stores(load_config(project))
+    try:
+        assert stores.metadata.acquire_lease("controller:wine", "someone-else", 60)
+    finally:
+        stores.close()
+
+
+@pytest.mark.slow
+def test_drift_retrains_gates_and_starts_a_canary_and_calm_traffic_only_monitors(
+    airflow: Airflow, tmp_path: Path, red: pd.DataFrame, white: pd.DataFrame
+) -> None:
+    config = project_with_champion(tmp_path / "wine")
+    (airflow.dags / "driftloop_wine.py").write_text(render_dag(config.parent))
+    cfg = load_config(config)
+    stores = open_stores(cfg)
+    try:
+        champion = stores.metadata.get_deployment("wine").champion
+
+        # Red wines, like the training data: the run monitors and stops there.
+        serve_rows(stores, red.sample(400, random_state=1))
+        calm = airflow.dags_test("driftloop-wine")
+        assert calm.state == "success", calm.describe()
+        assert calm.ran() == {"route", "monitor", "should_retrain", "release"}, calm.describe()
+        assert {calm.tasks[t] for t in ("retrain", "gate", "start_canary", "judge_canary")} == {"skipped"}
+        assert calm.xcoms["monitor"]["fired"] == [], calm.describe()
+        assert [e.kind for e in stores.metadata.list_events("wine", kinds=["trigger_fired"])] == []
+        assert stores.metadata.get_deployment("wine").challenger is None
+
+        # White wines: dataset drift fires, the run retrains, gates and starts a canary.
+        serve_rows(stores, white.sample(600, random_state=2))
+        drifted = airflow.dags_test("driftloop-wine")
+        assert drifted.state == "success", drifted.describe()
+        assert drifted.ran() == {
+            "route",
+            "monitor",
+            "should_retrain",
+            "retrain",
+            "gate",
+            "start_canary",
+            "release",
+        }, drifted.describe()
+        retrained = drifted.xcoms["retrain"]
+        assert retrained["gate_passed"] and retrained["version"] != champion, drifted.describe()
+        dep = stores.metadata.get_deployment("wine")
+        assert (dep.champion, dep.challenger, dep.strategy) == (champion, retrained["version"], "canary")
+        assert dep.challenger_weight == cfg.loop.rollout.steps[0]
+        kinds = [e.kind for e in stores.metadata.list_events("wine")]
+        assert kinds.count("trigger_fired") == 1 and kinds.count("retrain_finished") == 1, kinds
+
+        # With a canary running, the next run judges it (no canary traffic yet: hold) instead of monitoring.
+        judged = airflow.dags_test("driftloop-wine")
+        assert judged.state == "success", judged.describe()
+        assert judged.ran() == {"route", "judge_canary", "release"}, judged.describe()
+        assert judged.xcoms["judge_canary"]["action"] == "hold", judged.describe()
+        assert stores.metadata.get_deployment("wine").revision == dep.revision
+        assert stores.metadata.acquire_lease("controller:wine", "someone-else", 60)  # released by the teardown
+    finally:
+        stores.close()
