@@ -149,6 +149,8 @@ class ServingConfig(Section):
     """Rows the log writer buffers before it drops (and counts) instead of blocking the hot path."""
     compile_models: bool = True
     """Compile LightGBM trees to native code (lleaves) in the background and swap them in: same answers."""
+    startup_wait_seconds: float = Field(15.0, ge=0)
+    """A worker waits this long for its first model before accepting connections (then starts anyway)."""
 
 
 class ColumnDriftOverride(Section):

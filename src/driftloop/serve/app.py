@@ -269,6 +269,10 @@ def create_app(cfg: Config, *, metadata: MetadataStore | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         service.start()
+        # Accept connections only once a model is loaded (or the wait is over and /readyz must explain why):
+        # with several workers on one socket, a worker still loading would otherwise answer 503s.
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, service.pool.wait_ready, cfg.serving.startup_wait_seconds)
         try:
             yield
         finally:

@@ -193,6 +193,13 @@ class ModelPool:
                 thread.join(timeout)
         self._thread = self._compile_thread = None
 
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until a model is served or `timeout` passes; True if ready."""
+        deadline = time.monotonic() + timeout
+        while self.state is None and time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(0.02)
+        return self.state is not None
+
     def poke(self) -> None:
         """Check the deployment now instead of at the next poll (after an admin change)."""
         self._wake.set()
