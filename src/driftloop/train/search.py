@@ -1,0 +1,335 @@
+"""`train`: one tracked AutoML run from a dataset version to a registered, gated model version.
+
+Steps: load the version, prepare (checks, kept holdout, encoding), Optuna search with every trial a nested
+MLflow run, refit of the best on all training rows, holdout scores, the model in its native format with
+signature and input example, the drift reference sample, lineage; then the gate against the champion,
+registration, and the deployment transition (first model -> champion, gate passed -> challenger).
+Nothing is registered unless every step before it succeeded; a failure marks the MLflow run FAILED.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from driftloop.config import Config
+from driftloop.data.datasets import load_dataset
+from driftloop.errors import UserError
+from driftloop.registry import deployments
+from driftloop.registry.gate import GateReport, run_gate
+from driftloop.stores import Stores, open_stores
+from driftloop.stores.models import ModelBundle, log_bundle
+from driftloop.stores.tracking import GATE_REPORT_ARTIFACT, REFERENCE_ARTIFACT
+from driftloop.train import record as rec
+from driftloop.train.candidates import for_serving
+from driftloop.train.metrics import all_scores
+from driftloop.train.prepare import Prepared, class_indices, prepare
+from driftloop.train.tuning import SearchResult, run_search
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    version: str
+    run_id: str
+    data_version: str
+    family: str
+    metric: str
+    cv_mean: float
+    cv_std: float
+    holdout: dict[str, float]
+    champion: bool
+    """This version became the champion (the first model)."""
+    challenger: bool
+    """This version passed the gate and became the challenger."""
+    gate: GateReport | None
+    n_trials: int
+    seconds: float
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "run_id": self.run_id,
+            "data_version": self.data_version,
+            "family": self.family,
+            "metric": self.metric,
+            "cv_mean": self.cv_mean,
+            "cv_std": self.cv_std,
+            "holdout": self.holdout,
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "gate": self.gate.to_dict() if self.gate else None,
+            "n_trials": self.n_trials,
+            "seconds": self.seconds,
+            "leaderboard": self.leaderboard,
+            "warnings": self.warnings,
+        }
+
+
+def holdout_scores(bundle: ModelBundle, rows: pd.DataFrame) -> dict[str, float]:
+    out = bundle.predict_frame(rows)
+    target = bundle.spec.target
+    if bundle.spec.is_classifier:
+        y = class_indices(bundle.spec.classes, rows[target])
+        return all_scores(bundle.spec.task, y, out.proba)  # type: ignore[arg-type]
+    return all_scores("regression", rows[target].to_numpy(dtype=float), out.labels)
+
+
+def train(
+    cfg: Config,
+    data_version: str | None = None,
+    budget_seconds: float | None = None,
+    progress: bool = True,
+    *,
+    budget_trials: int | None = None,
+    stores: Stores | None = None,
+    recent: pd.DataFrame | None = None,
+    force: bool = False,
+    console: Console | None = None,
+) -> TrainResult:
+    """Train, log, gate and register one model version of the project. See the module docstring.
+
+    `recent`: labeled production rows (features + target) the gate scores both models on as well.
+    `force`: a test override that passes the gate whatever it finds; the report records it.
+    """
+    started = time.perf_counter()
+    console = console or Console(stderr=True)
+    stores = stores or open_stores(cfg)
+    frame, record = load_dataset(stores.metadata, data_version or "latest")
+    prep = prepare(cfg, frame, record)
+    for warning in prep.warnings:
+        console.print(f"[yellow]warning[/] {warning}")
+    trials = budget_trials if budget_trials is not None else cfg.training.budget.trials
+    seconds = budget_seconds if budget_seconds is not None else cfg.training.budget.seconds
+    metric = prep.spec.metric
+
+    import mlflow
+
+    tracking = stores.tracking
+    client = tracking.client
+    experiment_id = tracking.experiment_id()
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{record.version}") as run:
+        run_id = run.info.run_id
+        _log_lineage(cfg, prep, record, frame, trials, seconds)
+        search = _search(cfg, prep, trials, seconds, progress, console, client, experiment_id, run_id)
+        estimator, flavor = for_serving(search.best.family, search.estimator)
+        spec = _with_family(prep, search.best.family)
+        bundle = ModelBundle(spec=spec, estimator=estimator, flavor=flavor)  # type: ignore[arg-type]
+        holdout = holdout_scores(bundle, prep.holdout)
+        best_cv = search.best.cv
+        assert best_cv is not None
+        mlflow.log_metrics(
+            {f"cv_{metric}_mean": best_cv.mean, f"cv_{metric}_std": best_cv.std}
+            | {f"holdout_{k}": v for k, v in holdout.items()}
+            | {"search_seconds": search.search_seconds, "refit_seconds": search.refit_seconds}
+            | {"n_trials": len(search.trials)}
+        )
+        mlflow.log_params({"best_family": search.best.family} | rec.flat_params("best", search.best.params))
+        mlflow.log_table(rec.leaderboard_frame(search.leaderboard, metric), rec.LEADERBOARD_ARTIFACT)
+        rec.print_leaderboard(console, search.leaderboard, metric, cfg.training.cv_folds)
+        with warnings.catch_warnings():
+            # MLflow tries the raw estimator on the example DataFrame; ours takes the encoded matrix.
+            warnings.simplefilter("ignore", UserWarning)
+            info = log_bundle(bundle, input_example=prep.train[spec.feature_names].head(5))
+        reference = prep.train[[*spec.feature_names, spec.target]]
+        if len(reference) > cfg.training.reference_rows:
+            reference = reference.sample(cfg.training.reference_rows, random_state=cfg.training.seed)
+        rec.log_reference(reference, REFERENCE_ARTIFACT)
+        dep = stores.metadata.get_deployment(stores.model_name)
+        report = None
+        if dep.champion is not None:
+            champion = tracking.load_bundle(dep.champion)
+            report = run_gate(
+                cfg.gate, metric, bundle, champion, prep.holdout, recent=recent, seed=cfg.training.seed,
+                force=force, champion_version=dep.champion,
+            )  # fmt: skip
+        tags = {
+            "data_version": record.version,
+            "run_id": run_id,
+            "family": search.best.family,
+            f"cv_{metric}": f"{best_cv.mean:.6f}",
+            **{f"holdout_{k}": f"{v:.6f}" for k, v in holdout.items()},
+        }
+        version = tracking.register(info.model_uri, run_id, tags=tags)
+        mlflow.set_tag("model_version", version)
+        if report is not None:
+            report.challenger_version = version
+            rec.log_json(run_id, report.to_dict(), GATE_REPORT_ARTIFACT)
+            mlflow.set_tag("gate", "pass" if report.passed else "fail")
+    stores.metadata.add_event(
+        stores.model_name,
+        "model_registered",
+        f"v{version}: {search.best.family}, holdout {metric} {holdout.get(metric, float('nan')):.4f}",
+        model_version=version,
+        run_id=run_id,
+        data_version=record.version,
+        evidence={"cv_mean": best_cv.mean, "holdout": holdout, "family": search.best.family},
+    )
+    became_champion = became_challenger = False
+    if report is None:
+        deployments.set_champion(stores, version, reason=f"first model (v{version} on {record.version})")
+        became_champion = True
+        console.print(f"[green]v{version} is the champion[/] (the first model)")
+    else:
+        became_challenger = _apply_gate(stores, console, report, version, run_id, record.version)
+    return TrainResult(
+        version=version,
+        run_id=run_id,
+        data_version=record.version,
+        family=search.best.family,
+        metric=metric,
+        cv_mean=best_cv.mean,
+        cv_std=best_cv.std,
+        holdout=holdout,
+        champion=became_champion,
+        challenger=became_challenger,
+        gate=report,
+        n_trials=len(search.trials),
+        seconds=time.perf_counter() - started,
+        leaderboard=search.leaderboard,
+        warnings=prep.warnings,
+    )
+
+
+def _with_family(prep: Prepared, family: str) -> Any:
+    from dataclasses import replace
+
+    return replace(prep.spec, family=family)
+
+
+def _log_lineage(
+    cfg: Config,
+    prep: Prepared,
+    record: Any,
+    frame: pd.DataFrame,
+    trials: int | None,
+    seconds: float | None,
+) -> None:
+    import mlflow
+
+    commit, dirty = rec.git_commit(cfg.base_dir)
+    mlflow.set_tags(
+        {
+            "data_version": record.version,
+            "data_digest": record.digest,
+            "git_commit": commit or "none",
+            "git_dirty": str(dirty).lower(),
+            "task": prep.spec.task,
+            **{f"lib.{k}": v for k, v in rec.lib_versions().items()},
+            **({"leakage_warning": "; ".join(w for w in prep.warnings if "leakage" in w)[:5000]}
+               if any("leakage" in w for w in prep.warnings) else {}),
+        }
+    )  # fmt: skip
+    mlflow.log_params(
+        {
+            "seed": cfg.training.seed,
+            "metric": prep.spec.metric,
+            "cv_folds": cfg.training.cv_folds,
+            "families": ",".join(cfg.training.families),
+            "budget_trials": trials,
+            "budget_seconds": seconds,
+            "data_version": record.version,
+            "n_train_rows": len(prep.train),
+            "n_holdout_rows": len(prep.holdout),
+            "n_features": len(prep.spec.features),
+            "holdout": f"row digest < {cfg.data.holdout_fraction:g}",
+        }
+    )
+    mlflow.log_dict(rec.config_record(cfg), "config.json")
+    dataset = mlflow.data.from_pandas(
+        frame, source=record.path, targets=prep.spec.target, name=f"{cfg.project.name}@{record.version}",
+        digest=record.digest[:36],
+    )  # fmt: skip
+    mlflow.log_input(dataset, context="training")
+
+
+def _search(
+    cfg: Config,
+    prep: Prepared,
+    trials: int | None,
+    seconds: float | None,
+    show: bool,
+    console: Console,
+    client: Any,
+    experiment_id: str,
+    run_id: str,
+) -> SearchResult:
+    metric = prep.spec.metric
+    columns = [
+        TextColumn("[bold]search[/]"),
+        BarColumn(),
+        MofNCompleteColumn() if trials else TextColumn("{task.completed} trials"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    ]
+    with Progress(*columns, console=console, disable=not show, transient=False) as bar:
+        task = bar.add_task("", total=trials)
+
+        def update(done: int, best: Any) -> None:
+            text = f"best {best.family} {metric} {best.cv.mean:.4f}" if best is not None else ""
+            bar.update(task, completed=done, description=text)
+
+        return run_search(
+            prep.X,
+            prep.y,
+            prep.problem,
+            prep.n_classes,
+            metric,
+            families=list(cfg.training.families),
+            n_folds=cfg.training.cv_folds,
+            trials=trials,
+            seconds=seconds,
+            n_jobs=cfg.training.n_jobs,
+            on_trial=lambda t: rec.log_trial(client, experiment_id, run_id, t, metric),
+            progress=update,
+        )
+
+
+def _apply_gate(
+    stores: Stores, console: Console, report: GateReport, version: str, run_id: str, data_version: str
+) -> bool:
+    """Record the gate's decision as an event, print it, and name a passing model the challenger."""
+    kind = "gate_passed" if report.passed else "gate_failed"
+    stores.metadata.add_event(
+        stores.model_name, kind, report.reason, model_version=version, run_id=run_id,
+        data_version=data_version, evidence=report.to_dict(),
+    )  # fmt: skip
+    print_gate(console, report)
+    if not report.passed:
+        return False
+    try:
+        deployments.set_challenger(stores, version, reason=f"gate passed: {report.reason}")
+    except UserError as exc:
+        console.print(f"[yellow]v{version} passed the gate but is not the challenger:[/] {exc}")
+        stores.metadata.add_event(
+            stores.model_name, "challenger_skipped", str(exc), model_version=version, run_id=run_id
+        )
+        return False
+    console.print(f"[green]v{version} is the challenger[/] of champion v{report.champion_version}")
+    return True
+
+
+def print_gate(console: Console, report: GateReport) -> None:
+    from rich.table import Table
+
+    verdict = "[green]PASS[/]" if report.passed else "[red]FAIL[/]"
+    forced = " [bold red](forced)[/]" if report.forced else ""
+    table = Table(
+        title=f"gate: v{report.challenger_version} vs champion v{report.champion_version}: {verdict}{forced}"
+    )
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail")
+    for check in report.checks:
+        table.add_row(check.name, "[green]pass[/]" if check.passed else "[red]fail[/]", check.reason)
+    console.print(table)
