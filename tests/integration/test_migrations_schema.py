@@ -146,3 +146,16 @@ def test_refuses_a_foreign_table_with_our_name(engine: sa.Engine) -> None:
     with pytest.raises(UserError, match=r"datasets.*stores\.database_url"):
         migrations.upgrade(engine)
     assert _tables(engine) == {"datasets"}, "a refused migration must leave nothing behind"
+
+
+def test_an_older_release_starts_on_a_newer_schema(
+    engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """During a rolling upgrade the new release migrates first; old replicas that restart must not crash."""
+    migrations.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {migrations.VERSION_TABLE} SET version_num = '0099_from_the_future'"))
+    with caplog.at_level("WARNING", logger="driftloop.stores.migrations"):
+        assert migrations.upgrade(engine) == "0099_from_the_future"
+    assert "newer than this driftloop knows" in caplog.text
+    assert _tables(engine) == set(meta.tables) | {migrations.VERSION_TABLE}

@@ -11,6 +11,8 @@ No alembic.ini is needed: the script folder ships inside the package. The versio
 
 from __future__ import annotations
 
+import logging
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 
 from driftloop.errors import UserError
@@ -31,6 +34,8 @@ SCRIPT_LOCATION = "driftloop.stores:alembic"
 BASELINE = "0001_initial"
 #: Key of the PostgreSQL advisory lock that serialises migrations ("driftloo" as a signed 64-bit integer).
 ADVISORY_LOCK_KEY = int.from_bytes(b"driftloo", "big", signed=True)
+
+log = logging.getLogger(__name__)
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -91,13 +96,28 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     """Migrate the database to `revision` (default: the newest) and return the revision it is now at."""
     target = head_revision() if revision == "head" else revision
     # The common case, every process start on a current database, costs one SELECT and takes no lock.
-    if _current_or_none(engine) == target:
+    current = _current_or_none(engine)
+    if current == target:
         return target
+    if current is not None and not _known(current):
+        # A newer release migrated this database (during a rolling upgrade, say): this older code must not
+        # fail to start over it; migrations add before they remove, so it keeps working until replaced.
+        log.warning(
+            "metadata database is at revision %s, newer than this driftloop knows (%s)", current, target
+        )
+        return current
     with engine.begin() as conn:
         _lock(conn)
         _adopt_unversioned(conn)
         command.upgrade(_config(conn), revision)
         return _current(conn) or ""
+
+
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def _current_or_none(engine: Engine) -> str | None:
@@ -148,8 +168,14 @@ def make_revision(engine: Engine, message: str) -> Path:
     Migrate `engine` (a scratch database) to head first; review and edit the generated file before committing.
     """
     upgrade(engine)
+    scripts = ScriptDirectory.from_config(_config())
+    # Numbered ids (0002_add_x) keep the folder in order; they must fit alembic's VARCHAR(32) version column.
+    slug = re.sub(r"[^a-z0-9]+", "_", message.lower()).strip("_")[:26].rstrip("_")
+    rev_id = f"{len(list(scripts.walk_revisions())) + 1:04d}_{slug}"
     with engine.begin() as conn:
-        script = command.revision(_config(conn), message=message, autogenerate=True)
+        cfg = _config(conn)
+        cfg.set_main_option("file_template", "%%(rev)s")
+        script = command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)
     assert script is not None and not isinstance(script, list)
     head_revision.cache_clear()
     return Path(script.path)
