@@ -158,10 +158,11 @@ def start_canary(project: str, holder: str, retrained: dict[str, Any]) -> str:
         if not held:
             return "lease lost: canary not started"
         dep = stores.metadata.get_deployment(cfg.project.name)
-        if dep.challenger == version and dep.strategy == "canary":
+        # The gate made the version the idle challenger (strategy single); a retry finds its canary running.
+        if dep.challenger != version:
+            summary = f"v{version} is not the challenger (v{dep.challenger}): no canary started"
+        elif dep.strategy == "canary":
             summary = f"canary of v{version} already started"
-        elif dep.challenger is not None:
-            summary = f"v{dep.challenger} is already the challenger; v{version} waits for the next retraining"
         else:
             summary = f"v{version}: " + steps.start_canary(stores, cfg, version)
     log.info("%s", summary)
