@@ -1,7 +1,8 @@
 """Offline checks of deploy/ that no off-the-shelf tool does; scripts/check-deploy runs them beside hadolint,
 docker-compose, kubectl kustomize + kubernetes-validate, promtool and actionlint.
 
-    python deploy_checks.py dashboard-metrics DEPLOY_DIR   every metric a Grafana query names is exported
+    python deploy_checks.py dashboard-metrics DEPLOY_DIR   every metric a Grafana query or alert rule names
+                                                           is exported
     python deploy_checks.py configs DEPLOY_DIR             every shipped driftloop.yaml validates
     python deploy_checks.py compose-mounts COMPOSE_DIR     (stdin: `docker-compose config`) bind sources exist
 
@@ -182,6 +183,20 @@ def check_dashboard_metrics(deploy: Path) -> list[str]:
                 f"{file.name}: data source uid {uid!r} is not provisioned in grafana/provisioning"
             )
         notes.append(f"{file.name}: {len(used)} metric names checked")
+    # The alert rules are held to the same list: a rule on a metric nobody exports never fires.
+    rules = deploy / "prometheus" / "alerts.yml"
+    if rules.is_file():
+        used = {}
+        for group in (yaml.safe_load(rules.read_text(encoding="utf-8")) or {}).get("groups", []):
+            for rule in group.get("rules", []):
+                for name in METRIC.findall(str(rule.get("expr", ""))):
+                    used.setdefault(name, set()).add(str(rule.get("alert") or rule.get("record")))
+        for name, where in sorted(used.items()):
+            if name not in exported:
+                problems.append(
+                    f"alerts.yml: {name} is not exported by driftloop (used in {', '.join(sorted(where))})"
+                )
+        notes.append(f"alerts.yml: {len(used)} metric names checked")
     for note in notes:
         print(note)
     return problems

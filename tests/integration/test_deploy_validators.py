@@ -156,3 +156,18 @@ def test_a_missing_tool_fails_loudly(tree: Path) -> None:
     )
     assert result.returncode == 1
     assert "hadolint is not installed: run scripts/install-tools" in result.stdout
+
+
+def test_alert_rules_are_held_to_the_exported_metrics(tree: Path) -> None:
+    rules = tree / "deploy" / "prometheus" / "alerts.yml"
+    rule = (
+        "groups:\n  - name: t\n    rules:\n      - alert: ServerErrors\n"
+        '        expr: sum(rate({metric}{{status=~"5.."}}[5m])) > 1\n        for: 5m\n'
+    )
+    rules.write_text(rule.format(metric="driftloop_requests_total"), encoding="utf-8")
+    assert check_deploy("--only", "dashboard", tree=tree).returncode == 0
+    assert check_deploy("--only", "prometheus", tree=tree).returncode == 0
+    rules.write_text(rule.format(metric="driftloop_errors_total"), encoding="utf-8")
+    result = check_deploy("--only", "dashboard", tree=tree)
+    assert result.returncode == 1
+    assert "alerts.yml: driftloop_errors_total is not exported" in result.stdout
