@@ -28,7 +28,7 @@ import pandas as pd
 
 from driftloop.config import GateConfig
 from driftloop.stores.models import ModelBundle
-from driftloop.train.metrics import higher_is_better, row_losses, score
+from driftloop.train.metrics import higher_is_better, score, score_resamples
 
 UNSEEN_CATEGORY = "__driftloop_unseen__"
 
@@ -85,18 +85,12 @@ def paired_bootstrap(
     rng = np.random.default_rng(seed)
     n = len(y_a)
     sign = 1.0 if higher_is_better(metric) else -1.0
-    loss_a, loss_b = row_losses(metric, y_a, s_a, task), row_losses(metric, y_b, s_b, task)
     out = np.empty(resamples)
     chunk = max(1, min(resamples, 2_000_000 // max(n, 1)))
     for start in range(0, resamples, chunk):
         idx = rng.integers(0, n, size=(min(chunk, resamples - start), n))
-        if loss_a is not None and loss_b is not None:
-            ma, mb = loss_a[idx].mean(axis=1), loss_b[idx].mean(axis=1)
-            if metric == "rmse":
-                ma, mb = np.sqrt(ma), np.sqrt(mb)
-        else:
-            ma = np.array([score(metric, y_a[i], s_a[i], task) for i in idx])
-            mb = np.array([score(metric, y_b[i], s_b[i], task) for i in idx])
+        ma = score_resamples(metric, y_a, s_a, task, idx)
+        mb = score_resamples(metric, y_b, s_b, task, idx)
         out[start : start + len(idx)] = sign * (ma - mb)
     return out
 

@@ -96,3 +96,53 @@ def _roc_auc(y: np.ndarray, proba: np.ndarray, task: str) -> float:
 
 def all_scores(task: str, y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     return {m: score(m, y, scores, task) for m in metrics_for(task)}
+
+
+def score_resamples(metric: str, y: np.ndarray, scores: np.ndarray, task: str, idx: np.ndarray) -> np.ndarray:
+    """The metric on each row resample `idx` (shape (B, n)), vectorised: equal to `score` on `y[i], scores[i]`.
+
+    The gate bootstraps thousands of resamples; a per-resample call into scikit-learn would take seconds.
+    """
+    losses = row_losses(metric, y, scores, task)
+    if losses is not None:
+        means = losses[idx].mean(axis=1)
+        return np.sqrt(means) if metric == "rmse" else means
+    if task == "regression":  # r2
+        yt, yp = np.asarray(y, dtype=np.float64)[idx], np.asarray(scores, dtype=np.float64)[idx]
+        ss_res = ((yt - yp) ** 2).sum(axis=1)
+        ss_tot = ((yt - yt.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        return 1.0 - ss_res / np.where(ss_tot == 0, np.nan, ss_tot)
+    y = np.asarray(y, dtype=np.int64)
+    proba = np.asarray(scores, dtype=np.float64)
+    k = proba.shape[1]
+    yt = y[idx]
+    if metric == "f1_macro":
+        pred = proba.argmax(axis=1)[idx]
+        f1 = np.zeros((len(idx), k))
+        for c in range(k):
+            tp = ((pred == c) & (yt == c)).sum(axis=1)
+            fp = ((pred == c) & (yt != c)).sum(axis=1)
+            fn = ((pred != c) & (yt == c)).sum(axis=1)
+            denom = 2 * tp + fp + fn
+            f1[:, c] = np.where(denom > 0, 2 * tp / np.where(denom == 0, 1, denom), 0.0)
+        return f1.mean(axis=1)
+    if metric == "roc_auc" and (y >= 0).all():
+        from scipy.stats import rankdata
+
+        classes = [1] if task == "binary" else range(k)
+        aucs = np.full((len(idx), len(classes)), np.nan)
+        for j, c in enumerate(classes):
+            ranks = rankdata(proba[:, c][idx], axis=1)
+            pos = yt == c
+            n_pos = pos.sum(axis=1)
+            n_neg = yt.shape[1] - n_pos
+            u = (ranks * pos).sum(axis=1) - n_pos * (n_pos + 1) / 2.0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                aucs[:, j] = np.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg), np.nan)
+        if task != "binary":
+            # Like `score`: a class absent from the resample has no AUC and is left out of the mean.
+            present = np.stack([(yt == c).any(axis=1) for c in range(k)], axis=1)
+            aucs = np.where(present, aucs, np.nan)
+        with np.errstate(invalid="ignore"):
+            return np.nanmean(aucs, axis=1) if task != "binary" else aucs[:, 0]
+    return np.array([score(metric, y[i], proba[i], task) for i in idx])

@@ -165,7 +165,9 @@ def train(
         if report is not None:
             report.challenger_version = version
             rec.log_json(run_id, report.to_dict(), GATE_REPORT_ARTIFACT)
-            mlflow.set_tag("gate", "pass" if report.passed else "fail")
+            decision = ("forced" if report.forced else "pass") if report.passed else "fail"
+            mlflow.set_tag("gate", decision)
+            tracking.set_tag(version, "gate", decision)
     stores.metadata.add_event(
         stores.model_name,
         "model_registered",
