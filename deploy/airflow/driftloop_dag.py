@@ -46,6 +46,56 @@ def driftloop_task(task_id: str, *, retries: int = 2, branch: bool = False):
     return (task.branch if branch else task)(**opts)
 
 
+# Plain functions, wrapped below rather than decorated: external_python ships a function's source to the other
+# interpreter and strips only Airflow's own decorators from it. Each imports driftloop when it runs, never here.
+def route(project: str, holder: str):
+    from driftloop.airflow_dag import route
+
+    return route(project, holder)
+
+
+def monitor(project: str, holder: str):
+    from driftloop.airflow_dag import monitor
+
+    return monitor(project, holder)
+
+
+def should_retrain(monitored: dict):
+    from driftloop.airflow_dag import should_retrain
+
+    return should_retrain(monitored)
+
+
+def retrain(project: str, holder: str, monitored: dict):
+    from driftloop.airflow_dag import retrain
+
+    return retrain(project, holder, monitored)
+
+
+def gate(retrained: dict):
+    from driftloop.airflow_dag import gate
+
+    return gate(retrained)
+
+
+def start_canary(project: str, holder: str, retrained: dict):
+    from driftloop.airflow_dag import start_canary
+
+    return start_canary(project, holder, retrained)
+
+
+def judge_canary(project: str, holder: str):
+    from driftloop.airflow_dag import judge_canary
+
+    return judge_canary(project, holder)
+
+
+def release(project: str, holder: str):
+    from driftloop.airflow_dag import release
+
+    release(project, holder)
+
+
 with DAG(
     dag_id="driftloop",
     description="driftloop: monitor, retrain on triggers, gate, canary, promote or roll back",
@@ -57,62 +107,13 @@ with DAG(
     params={"project": Param(PROJECT, type="string", description="project folder or its driftloop.yaml")},
     tags=["driftloop", "mlops"],
 ) as dag:
-
-    @driftloop_task("route", branch=True)
-    def route(project: str, holder: str):
-        from driftloop.airflow_dag import route
-
-        return route(project, holder)
-
-    @driftloop_task("monitor")
-    def monitor(project: str, holder: str):
-        from driftloop.airflow_dag import monitor
-
-        return monitor(project, holder)
-
-    @driftloop_task("should_retrain", branch=True)
-    def should_retrain(monitored: dict):
-        from driftloop.airflow_dag import should_retrain
-
-        return should_retrain(monitored)
-
-    @driftloop_task("retrain", retries=1)
-    def retrain(project: str, holder: str, monitored: dict):
-        from driftloop.airflow_dag import retrain
-
-        return retrain(project, holder, monitored)
-
-    @driftloop_task("gate", branch=True)
-    def gate(retrained: dict):
-        from driftloop.airflow_dag import gate
-
-        return gate(retrained)
-
-    @driftloop_task("start_canary")
-    def start_canary(project: str, holder: str, retrained: dict):
-        from driftloop.airflow_dag import start_canary
-
-        return start_canary(project, holder, retrained)
-
-    @driftloop_task("judge_canary")
-    def judge_canary(project: str, holder: str):
-        from driftloop.airflow_dag import judge_canary
-
-        return judge_canary(project, holder)
-
-    @driftloop_task("release")
-    def release(project: str, holder: str):
-        from driftloop.airflow_dag import release
-
-        release(project, holder)
-
-    routed = route(**ARGS)
-    monitored = monitor(**ARGS)
-    retrained = retrain(**ARGS, monitored=monitored)
-    started = start_canary(**ARGS, retrained=retrained)
-    judged = judge_canary(**ARGS)
+    routed = driftloop_task("route", branch=True)(route)(**ARGS)
+    monitored = driftloop_task("monitor")(monitor)(**ARGS)
+    retrained = driftloop_task("retrain", retries=1)(retrain)(**ARGS, monitored=monitored)
+    started = driftloop_task("start_canary")(start_canary)(**ARGS, retrained=retrained)
+    judged = driftloop_task("judge_canary")(judge_canary)(**ARGS)
     routed >> [monitored, judged]
-    should_retrain(monitored) >> retrained
-    gate(retrained) >> started
+    driftloop_task("should_retrain", branch=True)(should_retrain)(monitored) >> retrained
+    driftloop_task("gate", branch=True)(gate)(retrained) >> started
     # A teardown runs whatever happened upstream and does not decide the run's state: failures still show.
-    [started, judged] >> release(**ARGS).as_teardown(setups=routed)
+    [started, judged] >> driftloop_task("release")(release)(**ARGS).as_teardown(setups=routed)

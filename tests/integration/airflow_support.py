@@ -8,7 +8,7 @@ import os
 import sqlite3
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ class Airflow:
 
     venv: Path
     home: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def dags(self) -> Path:
@@ -51,6 +52,7 @@ class Airflow:
             AIRFLOW__CORE__LOAD_EXAMPLES="False",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         return env
 
     def run(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

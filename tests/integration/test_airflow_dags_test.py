@@ -7,6 +7,7 @@ The first run on a cold machine builds the venv (a few minutes at most, from PyP
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -35,13 +36,22 @@ def airflow(tmp_path_factory: pytest.TempPathFactory) -> Airflow:
     return installed
 
 
-def test_the_generic_dag_takes_its_project_as_a_param(airflow: Airflow, project: Path) -> None:
-    """deploy/airflow/driftloop_dag.py as shipped, the project passed in the run's conf; no champion yet, so
-    the run routes to nothing, gives the lease back and succeeds."""
+def test_the_shipped_dag_takes_its_project_as_a_param_and_runs_in_the_projects_python(
+    airflow: Airflow, project: Path
+) -> None:
+    """deploy/airflow/driftloop_dag.py as shipped, the project passed in the run's conf, and DRIFTLOOP_PYTHON set
+    to this .venv's interpreter (which has no Airflow): the tasks run there through external_python. No
+    champion yet, so the run routes to nothing, gives the lease back and succeeds. (The scenario below runs
+    the tasks in Airflow's own environment.)"""
     shutil.copy(REPO / "deploy" / "airflow" / "driftloop_dag.py", airflow.dags / "driftloop_dag.py")
-    result = airflow.dags_test("driftloop", conf={"project": str(project.parent)})
+    airflow.extra_env = {"DRIFTLOOP_PYTHON": sys.executable}
+    try:
+        result = airflow.dags_test("driftloop", conf={"project": str(project.parent)})
+    finally:
+        airflow.extra_env = {}
     assert result.state == "success", result.describe()
     assert result.tasks == {"route": "success", **SKIPPED_ALL_BUT_ROUTE}, result.describe()
+    assert f"Executing cmd: {sys.executable}" in result.output, result.describe()
     stores = open_stores(load_config(project))
     try:
         assert stores.metadata.acquire_lease("controller:wine", "someone-else", 60)
@@ -97,6 +107,8 @@ def test_drift_retrains_gates_and_starts_a_canary_and_calm_traffic_only_monitors
         assert judged.ran() == {"route", "judge_canary", "release"}, judged.describe()
         assert judged.xcoms["judge_canary"]["action"] == "hold", judged.describe()
         assert stores.metadata.get_deployment("wine").revision == dep.revision
-        assert stores.metadata.acquire_lease("controller:wine", "someone-else", 60)  # released by the teardown
+        assert stores.metadata.acquire_lease(
+            "controller:wine", "someone-else", 60
+        )  # released by the teardown
     finally:
         stores.close()
