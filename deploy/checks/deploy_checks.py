@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import warnings
@@ -71,6 +73,39 @@ def dashboard_metrics(dashboard: dict[str, Any]) -> dict[str, set[str]]:
     for var in dashboard.get("templating", {}).get("list", []):
         collect(f"variable {var.get('name')!r}", var)
     return found
+
+
+def promql_problems(dashboard: dict[str, Any], name: str) -> list[str]:
+    """Parse every panel query with promtool (as recording rules), Grafana's variables filled in."""
+    exprs: list[tuple[str, str]] = []
+    for panel in _panels(dashboard.get("panels", [])):
+        for target in panel.get("targets", []):
+            if isinstance(target.get("expr"), str):
+                exprs.append((str(panel.get("title")), _fill_grafana_variables(target["expr"])))
+    if not exprs:
+        return []
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return ["promtool is not installed: run scripts/install-tools"]
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (title, expr) in enumerate(exprs):
+            # One file per query, so a failure names its panel.
+            rules = Path(tmp) / f"q{i}.yml"
+            rules.write_text(
+                yaml.safe_dump({"groups": [{"name": "q", "rules": [{"record": "q", "expr": expr}]}]})
+            )
+            result = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+            if result.returncode != 0:
+                detail = (result.stdout + result.stderr).strip().splitlines()[-1]
+                problems.append(f"{name}: panel {title!r}: query does not parse: {detail}")
+    return problems
+
+
+def _fill_grafana_variables(expr: str) -> str:
+    """What Grafana sends: $__rate_interval and friends become durations, template variables a regex."""
+    expr = re.sub(r"\$__(rate_interval|interval|range)\b", "5m", expr)
+    return re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", ".*", expr)
 
 
 def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -171,6 +206,7 @@ def check_dashboard_metrics(deploy: Path) -> list[str]:
             problems.append(f"{file.name}: not valid JSON: {exc}")
             continue
         used = dashboard_metrics(dashboard)
+        problems += promql_problems(dashboard, file.name)
         if not used:
             problems.append(f"{file.name}: no query names a driftloop_ metric")
         for name, where in sorted(used.items()):
@@ -182,7 +218,7 @@ def check_dashboard_metrics(deploy: Path) -> list[str]:
             problems.append(
                 f"{file.name}: data source uid {uid!r} is not provisioned in grafana/provisioning"
             )
-        notes.append(f"{file.name}: {len(used)} metric names checked")
+        notes.append(f"{file.name}: {len(used)} metric names checked, every query parsed by promtool")
     # The alert rules are held to the same list: a rule on a metric nobody exports never fires.
     rules = deploy / "prometheus" / "alerts.yml"
     if rules.is_file():

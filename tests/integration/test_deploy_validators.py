@@ -122,6 +122,13 @@ BREAKS = {
         "rate(driftloop_request_count_total{",
         "driftloop_request_count_total is not exported",
     ),
+    "dashboard query that is not PromQL": (
+        "dashboard",
+        "deploy/grafana/dashboards/driftloop.json",
+        "sum by (le, arm) (rate(driftloop_request_latency_seconds_bucket",
+        "sum by (le, arm (rate(driftloop_request_latency_seconds_bucket",
+        "query does not parse",
+    ),
     "dashboard names an unprovisioned data source": (
         "dashboard",
         "deploy/grafana/dashboards/driftloop.json",
