@@ -39,7 +39,6 @@ def serve(
     import uvicorn
 
     from driftloop.config import load_config
-    from driftloop.serve.app import CONFIG_ENV
 
     try:
         cfg = load_config(config)
@@ -53,10 +52,13 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ[CONFIG_ENV] = orjson.dumps(cfg.model_dump(mode="json")).decode()
     # One native thread per worker: N workers on N cores, instead of N x cores OpenMP threads fighting.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Before anything imports prometheus_client: it picks file-backed values at import time.
     prom_dir, owned = _prometheus_dir()
+    from driftloop.serve.app import CONFIG_ENV
+
+    os.environ[CONFIG_ENV] = orjson.dumps(cfg.model_dump(mode="json")).decode()
     prefetch_models(cfg)
     s = cfg.serving
     log.info("serving %s on http://%s:%d with %d worker(s)", cfg.project.name, s.host, s.port, s.workers)

@@ -76,6 +76,16 @@ def test_graceful_restarts_log_every_answered_row_once(wine_models: WineModels, 
     assert len(pids) >= 2  # one file series per worker process
 
 
+def test_one_worker_process_exposes_its_metrics(wine_models: WineModels, tmp_path: Path) -> None:
+    wine_models.deploy(champion="1")
+    config = wine_models.config_file(tmp_path, tmp_path / "logs", compile_models=False)
+    with ServerProcess(config, workers=1) as server:
+        assert httpx.post(f"{server.base}/v1/predict", json=wine_models.records(1)[0]).status_code == 200
+        text = httpx.get(f"{server.base}/metrics").text
+    assert "driftloop_model_ready 1.0" in text
+    assert 'driftloop_requests_total{arm="champion",model_version="1",status="200"} 1.0' in text
+
+
 def test_metrics_add_up_across_two_workers(wine_models: WineModels, tmp_path: Path) -> None:
     wine_models.deploy(champion="1")
     config = wine_models.config_file(tmp_path, tmp_path / "logs", compile_models=False)
@@ -86,6 +96,7 @@ def test_metrics_add_up_across_two_workers(wine_models: WineModels, tmp_path: Pa
             if "driftloop_model_ready 1.0" in httpx.get(f"{server.base}/metrics").text:
                 break
             time.sleep(0.1)
+        assert "driftloop_model_ready 1.0" in httpx.get(f"{server.base}/metrics").text
 
         def post(_: int) -> int:
             return httpx.post(f"{server.base}/v1/predict", json=record, timeout=30).status_code
@@ -105,6 +116,7 @@ def test_metrics_add_up_across_two_workers(wine_models: WineModels, tmp_path: Pa
                 r'driftloop_predictions_total\{arm="champion",model_version="1",outcome="5"\} \d+', text
             )
             assert "driftloop_request_latency_seconds_bucket" in text
+            assert "driftloop_store_unreachable 0.0" in text
     pids = {
         re.match(r"pred-.+-(\d+)-\d+-\d+\.parquet", p.name).group(1)
         for p in log_files(tmp_path / "logs", "predictions")

@@ -92,6 +92,7 @@ class Service:
         self.max_body = s.max_body_bytes
 
     def start(self) -> None:
+        self.metrics.model_ready.set(0)  # counted in the minimum over workers from the start
         for writer in self.writers.values():
             writer.start()
         self.pool.start()

@@ -32,6 +32,13 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
+def _values_in_files() -> bool:
+    """True when prometheus_client was imported with the multiprocess folder set (it decides at import)."""
+    from prometheus_client import values
+
+    return values.ValueClass is not values.MutexValue
+
+
 def value_bucket(value: float) -> str:
     if not math.isfinite(value):
         return "nan"
@@ -117,7 +124,7 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition text: merged over all workers in multiprocess mode."""
         folder = multiprocess_dir()
-        if folder:
+        if folder and _values_in_files():
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
