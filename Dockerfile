@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # driftloop: one image for `driftloop serve`, `driftloop watch`, one-off CLI commands and the MLflow server.
 #
 #   docker build -t driftloop:latest .
