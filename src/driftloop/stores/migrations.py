@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -63,14 +64,16 @@ def _current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Only driftloop's tables count: MLflow's may share the database and are none of our business."""
-    from driftloop.stores.metadata import meta
+def only_tables_of(target: sa.MetaData) -> Callable[..., bool]:
+    """An Alembic `include_object` that sees only `target`'s tables: MLflow's may share the database."""
 
-    if type_ == "table":
-        return name in meta.tables
-    table = getattr(obj, "table", None)
-    return table is None or table.name in meta.tables
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        if type_ == "table":
+            return name in target.tables
+        table = getattr(obj, "table", None)
+        return table is None or table.name in target.tables
+
+    return include
 
 
 def schema_differences(conn: Connection, target: sa.MetaData | None = None) -> list[Any]:
@@ -79,17 +82,8 @@ def schema_differences(conn: Connection, target: sa.MetaData | None = None) -> l
     from driftloop.stores.metadata import meta
 
     target = meta if target is None else target
-
-    def ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-        if type_ == "table":
-            return name in target.tables
-        table = getattr(obj, "table", None)
-        return table is None or table.name in target.tables
-
-    ctx = MigrationContext.configure(
-        conn, opts={"version_table": VERSION_TABLE, "include_object": ours, "compare_type": True}
-    )
-    return compare_metadata(ctx, target)
+    opts = {"version_table": VERSION_TABLE, "include_object": only_tables_of(target), "compare_type": True}
+    return compare_metadata(MigrationContext.configure(conn, opts=opts), target)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str:

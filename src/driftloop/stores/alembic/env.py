@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 
 from driftloop.stores.metadata import meta
-from driftloop.stores.migrations import VERSION_TABLE, include_object
+from driftloop.stores.migrations import VERSION_TABLE, only_tables_of
 
 connection = context.config.attributes.get("connection")
 if connection is None:
@@ -22,7 +22,7 @@ context.configure(
     target_metadata=meta,
     # MLflow keeps its own `alembic_version` and may live in the same database.
     version_table=VERSION_TABLE,
-    include_object=include_object,
+    include_object=only_tables_of(meta),
     # SQLite cannot ALTER most things: batch mode copies the table, which later revisions will need.
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
