@@ -178,6 +178,7 @@ def serve_rows(stores: Stores, frame: pd.DataFrame, *, target: str = "quality") 
 
 #: Small enough to train in seconds, and drift/retraining thresholds the wine traffic below crosses.
 SCENARIO = {
+    "training": {"budget": {"trials": 4, "seconds": None}, "cv_folds": 3, "families": ["lightgbm", "linear"]},
     "monitoring": {"window": None, "last_rows": 300, "min_rows": 150},
     "gate": {"recent_rows": 300, "bootstrap_resamples": 1000},
     "loop": {"triggers": [{"kind": "dataset_drift"}], "retrain": {"min_labeled_rows": 200}},

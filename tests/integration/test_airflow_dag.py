@@ -1,5 +1,6 @@
-"""The Airflow DAG without Airflow: the rendered file, the constraints file, and the task bodies called directly
-against a real project (real MLflow and metadata store on SQLite), as the DAG's tasks call them."""
+"""The Airflow DAG without Airflow: the rendered files, the constraints file, and the task bodies' lease and
+branch behaviour against a real project (metadata store on SQLite). The full path runs under Airflow in
+test_airflow_dags_test.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import re
 import tomllib
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -18,7 +18,7 @@ from driftloop.cli_airflow import airflow_dag
 from driftloop.config import load_config
 from driftloop.errors import ConfigError
 from driftloop.stores import open_stores
-from tests.integration.airflow_support import REPO, project_with_champion, serve_rows
+from tests.integration.airflow_support import REPO
 
 HOLDER = "airflow:driftloop-wine:manual__test"
 
@@ -113,50 +113,3 @@ def test_branches_follow_the_trigger_and_the_gate() -> None:
     assert tasks.gate({"version": "2", "gate_passed": True}) == "start_canary"
     assert tasks.gate({"version": "2", "gate_passed": False}) is None
     assert tasks.gate({"version": None, "gate_passed": False}) is None
-
-
-@pytest.mark.slow
-def test_task_bodies_monitor_retrain_gate_and_start_a_canary_once(
-    tmp_path: Path, red: pd.DataFrame, white: pd.DataFrame
-) -> None:
-    """The DAG's path, task by task in this process: no drift only monitors; drift retrains, gates, starts a
-    canary; a second start is a no-op; the next run judges the canary instead of monitoring."""
-    config = project_with_champion(tmp_path / "wine")
-    project = str(config.parent)
-    cfg = load_config(config)
-    stores = open_stores(cfg)
-    try:
-        champion = stores.metadata.get_deployment("wine").champion
-        serve_rows(stores, red.sample(400, random_state=1))
-
-        assert tasks.route(project, HOLDER) == "monitor"
-        calm = tasks.monitor(project, HOLDER)
-        assert calm["fired"] == [], calm
-        assert calm["signals"]["dataset_drift"] is False
-        assert tasks.should_retrain(calm) is None
-
-        serve_rows(stores, white.sample(600, random_state=2))
-        assert tasks.route(project, HOLDER) == "monitor"
-        drifted = tasks.monitor(project, HOLDER)
-        assert [t["name"] for t in drifted["fired"]] == ["dataset_drift"], drifted
-        assert tasks.should_retrain(drifted) == "retrain"
-        retrained = tasks.retrain(project, HOLDER, drifted)
-        assert retrained["version"] not in (None, champion) and retrained["gate_passed"], retrained
-        assert tasks.gate(retrained) == "start_canary"
-        first = tasks.start_canary(project, HOLDER, retrained)
-        again = tasks.start_canary(project, HOLDER, retrained)
-        dep = stores.metadata.get_deployment("wine")
-        assert (dep.champion, dep.challenger, dep.strategy) == (champion, retrained["version"], "canary")
-        assert dep.challenger_weight == cfg.loop.rollout.steps[0]
-        assert "already started" in again, (first, again)
-        assert stores.metadata.get_deployment("wine").revision == dep.revision
-
-        assert tasks.route(project, HOLDER) == "judge_canary"
-        judged = tasks.judge_canary(project, HOLDER)
-        assert judged["action"] == "hold", judged  # no canary traffic yet
-        tasks.release(project, HOLDER)
-        assert stores.metadata.acquire_lease("controller:wine", "someone-else", 60)
-        kinds = [e.kind for e in stores.metadata.list_events("wine")]
-        assert kinds.count("trigger_fired") == 1 and kinds.count("retrain_finished") == 1, kinds
-    finally:
-        stores.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from driftloop import airflow_dag as tasks
 from driftloop.airflow_dag import render_dag
 from driftloop.config import load_config
 from driftloop.stores import open_stores
@@ -100,6 +101,10 @@ def test_drift_retrains_gates_and_starts_a_canary_and_calm_traffic_only_monitors
         assert dep.challenger_weight == cfg.loop.rollout.steps[0]
         kinds = [e.kind for e in stores.metadata.list_events("wine")]
         assert kinds.count("trigger_fired") == 1 and kinds.count("retrain_finished") == 1, kinds
+        # A retried start_canary (same version, canary running) changes nothing.
+        again = tasks.start_canary(str(config.parent), "airflow:retry", retrained)
+        assert "already started" in again and stores.metadata.get_deployment("wine").revision == dep.revision
+        tasks.release(str(config.parent), "airflow:retry")
 
         # With a canary running, the next run judges it (no canary traffic yet: hold) instead of monitoring.
         judged = airflow.dags_test("driftloop-wine")
