@@ -111,11 +111,13 @@ def monitor(project: str, holder: str) -> dict[str, Any]:
     log.info("%s", outcome.summary)
     for t in fired:
         log.info("trigger %s fired: %s", t.name, t.reason)
-    return {
-        "summary": outcome.summary,
-        "signals": signals_dict(outcome.signals),
-        "fired": [{"name": t.name, "reason": t.reason} for t in fired],
-    }
+    return jsonable(
+        {
+            "summary": outcome.summary,
+            "signals": signals_dict(outcome.signals),
+            "fired": [{"name": t.name, "reason": t.reason} for t in fired],
+        }
+    )
 
 
 def signals_dict(signals: Any) -> dict[str, Any]:
@@ -141,7 +143,7 @@ def retrain(project: str, holder: str, monitored: dict[str, Any]) -> dict[str, A
             return {"version": None, "gate_passed": False, "summary": "lease lost", "data_version": None}
         outcome = steps.retrain_step(stores, cfg, reasons=reasons)
     log.info("%s", outcome.summary)
-    return asdict(outcome)
+    return jsonable(asdict(outcome))
 
 
 def gate(retrained: dict[str, Any]) -> str | None:
@@ -178,8 +180,7 @@ def judge_canary(project: str, holder: str) -> dict[str, Any]:
             return {"action": "hold", "reason": "lease lost", "evidence": {}}
         decision = steps.rollout_step(stores, cfg)
     log.info("canary: %s: %s", decision.action, decision.reason)
-    # Evidence may hold numpy scalars or datetimes: round-trip through JSON so XCom gets plain values.
-    return json.loads(json.dumps(decision.to_dict(), default=_plain))
+    return jsonable(decision.to_dict())
 
 
 def release(project: str, holder: str) -> None:
@@ -192,6 +193,11 @@ def release(project: str, holder: str) -> None:
         stores.metadata.release_lease(lease_name(cfg), holder)
     finally:
         stores.close()
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values for XCom: numpy scalars (in signals and evidence) and datetimes become numbers/strings."""
+    return json.loads(json.dumps(value, default=_plain))
 
 
 def _plain(value: Any) -> Any:

@@ -61,6 +61,7 @@ def test_the_shipped_dag_takes_its_project_as_a_param_and_runs_in_the_projects_p
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # three Airflow runs and two trainings; minutes on a loaded 2-core machine
 def test_drift_retrains_gates_and_starts_a_canary_and_calm_traffic_only_monitors(
     airflow: Airflow, tmp_path: Path, red: pd.DataFrame, white: pd.DataFrame
 ) -> None:
