@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from driftloop import cli_airflow, cli_models, cli_monitor, cli_scale
+from driftloop.config import CONFIG_ENV
 from driftloop.errors import UserError
 
 app = typer.Typer(
@@ -24,6 +27,12 @@ data_app = typer.Typer(help="Versioned, validated datasets.", no_args_is_help=Tr
 db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
+app.add_typer(cli_models.app, name="models")
+app.command("train")(cli_models.train)
+app.command("monitor")(cli_monitor.monitor)
+app.command("drift")(cli_monitor.drift)
+app.command("score")(cli_scale.score)
+app.command("airflow-dag")(cli_airflow.airflow_dag)
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -37,6 +46,9 @@ ConfigOption = Annotated[
 @app.callback()
 def _root(ctx: typer.Context, config: ConfigOption = None) -> None:
     ctx.obj = {"config": config}
+    if config is not None:
+        # Every subcommand (and every process it starts) loads this config unless told otherwise.
+        os.environ[CONFIG_ENV] = str(config.resolve())
 
 
 def config_path(ctx: typer.Context) -> Path | None:

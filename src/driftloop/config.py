@@ -6,6 +6,7 @@ paths against the config file's folder. Nothing happens at import time.
 Environment overrides: `DRIFTLOOP_SECTION__KEY=value` sets any key (`DRIFTLOOP_TRAINING__BUDGET__SECONDS=30`),
 values parsed as YAML scalars. Shortcuts for the settings operators change most: `DRIFTLOOP_DATABASE_URL`,
 `DRIFTLOOP_TRACKING_URI`, `DRIFTLOOP_ADMIN_TOKEN`, `DRIFTLOOP_DASK_SCHEDULER`, `DRIFTLOOP_HOME` (store root).
+`DRIFTLOOP_CONFIG` names the config file itself when no path is given.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from driftloop.errors import ConfigError
 
 CONFIG_FILE = "driftloop.yaml"
+#: Path of the config to use when none is passed (set by `driftloop --config`, read by every subcommand).
+CONFIG_ENV = "DRIFTLOOP_CONFIG"
 ENV_PREFIX = "DRIFTLOOP_"
 ENV_SHORTCUTS = {
     "DRIFTLOOP_DATABASE_URL": ("stores", "database_url"),
@@ -370,6 +373,8 @@ def find_config(start: Path | None = None) -> Path:
 
 def load_config(path: Path | str | None = None, *, environ: dict[str, str] | None = None) -> Config:
     """Read, override from the environment, validate. Raises ConfigError naming every bad key."""
+    if path is None and os.environ.get(CONFIG_ENV):
+        path = os.environ[CONFIG_ENV]
     file = Path(path) if path is not None else find_config()
     if not file.is_file():
         raise ConfigError(f"config file {file} does not exist")

@@ -6,6 +6,7 @@ Aliases `champion` and `challenger` mirror the deployment state in the metadata 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -62,6 +63,8 @@ class TrackingStore:
         if self._client is None:
             # MLflow's download progress bars would interleave with driftloop's own output.
             os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            # driftloop names each model's requirements itself; MLflow's guess at pip's version is noise.
+            logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
             import mlflow
             from mlflow import MlflowClient
 
