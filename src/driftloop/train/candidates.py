@@ -113,7 +113,7 @@ def _forest_build(extra: bool) -> Callable[[Params, Problem, int], Any]:
 
 def _lgbm_space(trial: Any, p: Problem) -> Params:
     return {
-        "n_estimators": trial.suggest_int("lightgbm.n_estimators", 50, 1000, log=True),
+        "n_estimators": trial.suggest_int("lightgbm.n_estimators", 50, 600, log=True),
         "learning_rate": trial.suggest_float("lightgbm.learning_rate", 0.01, 0.3, log=True),
         "num_leaves": trial.suggest_int("lightgbm.num_leaves", 4, 256, log=True),
         "min_child_samples": trial.suggest_int("lightgbm.min_child_samples", 2, 100, log=True),

@@ -169,7 +169,10 @@ def run_search(
         raise RuntimeError(f"no candidate model could be trained: {failures or 'no trial finished'}")
     best = _best(done, metric)
     started = time.perf_counter()
-    estimator = candidates.FAMILIES[best.family].build(best.params, problem, workers)
+    # LightGBM on small data gains nothing from threads and loses badly on a busy machine (OpenMP spins);
+    # one thread also gives the same trees on every machine.
+    threads = 1 if best.family == "lightgbm" and len(y) < 50_000 else workers
+    estimator = candidates.FAMILIES[best.family].build(best.params, problem, threads)
     candidates.fit(best.family, estimator, X, y, problem)
     refit_seconds = time.perf_counter() - started
     return SearchResult(
