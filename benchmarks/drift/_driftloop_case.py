@@ -33,6 +33,8 @@ print(
             "seconds_drift": t_run - t_load,
             "seconds_total": t_run - t0,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "cpu_seconds": resource.getrusage(resource.RUSAGE_SELF).ru_utime
+            + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
             "dataset_drift": result.dataset_drift,
             "verdicts": {c.column: c.drift for c in result.columns},
             "scores": {c.column: c.statistic for c in result.columns},

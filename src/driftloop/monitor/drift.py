@@ -232,7 +232,7 @@ def _prepare(table: Any, spec: ColumnSpec, side: str) -> Sample | str:
     series = _series(table, spec.name)
     if spec.kind == NUMERIC and not (pd.api.types.is_numeric_dtype(series.dtype) or series.isna().all()):
         return f"column is not numeric in the {side} data (dtype {series.dtype})"
-    sample = make_sample(series, spec.kind)
+    sample = make_sample(series, spec.kind, reference=side == "reference")
     if side == "reference" and sample.n == 0:
         return "no non-null values in the reference data"
     return sample

@@ -41,9 +41,11 @@ class NumericSample:
             return np.empty(0, dtype=np.intp)
         return np.concatenate(([0], np.flatnonzero(self.sorted[1:] != self.sorted[:-1]) + 1))
 
-    @property
+    @cached_property
     def n_unique(self) -> int:
-        return int(self._boundaries.size)
+        if self.sorted.size == 0:
+            return 0
+        return 1 + int(np.count_nonzero(self.sorted[1:] != self.sorted[:-1]))
 
     @cached_property
     def counts(self) -> tuple[np.ndarray, np.ndarray]:
@@ -100,14 +102,21 @@ class CategoricalSample:
 Sample = NumericSample | CategoricalSample
 
 
-def numeric_sample(values: Any) -> NumericSample:
-    """Prepare a numeric column (pandas Series, Arrow array or array-like); nulls and +-inf are dropped."""
+def numeric_sample(values: Any, *, with_std: bool = True) -> NumericSample:
+    """Prepare a numeric column (pandas Series, Arrow array or array-like); nulls and +-inf are dropped.
+
+    `with_std` is only needed on the reference side (Wasserstein is normed by the reference's spread).
+    """
     series = _series(values)
     is_integer = pd.api.types.is_integer_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
     arr = series.to_numpy(dtype=np.float64, na_value=np.nan)
     finite = np.isfinite(arr)
-    kept = arr[finite] if not finite.all() else arr.copy()
-    std = _pandas_std(kept)
+    if finite.all():
+        # Sorting happens in place: never on the caller's memory.
+        kept = arr.copy() if np.shares_memory(arr, series.array) else arr
+    else:
+        kept = arr[finite]
+    std = _pandas_std(kept) if with_std else float("nan")
     kept.sort()
     return NumericSample(sorted=kept, is_integer=is_integer, n_missing=int(arr.size - kept.size), std=std)
 
@@ -136,8 +145,8 @@ def categorical_sample(values: Any) -> CategoricalSample:
     )
 
 
-def make_sample(values: Any, kind: str) -> Sample:
-    return numeric_sample(values) if kind == NUMERIC else categorical_sample(values)
+def make_sample(values: Any, kind: str, *, reference: bool = True) -> Sample:
+    return numeric_sample(values, with_std=reference) if kind == NUMERIC else categorical_sample(values)
 
 
 def _series(values: Any) -> pd.Series:

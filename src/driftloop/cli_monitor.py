@@ -1,0 +1,146 @@
+"""`driftloop drift` (any two tables) and `driftloop monitor` (one pass over the prediction log).
+
+Mount in cli.py with `app.command("drift")(cli_monitor.drift)` and `app.command("monitor")(cli_monitor.monitor)`;
+also runnable alone as `python -m driftloop.cli_monitor drift|monitor ...`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from driftloop.errors import UserError
+
+app = typer.Typer(name="driftloop-monitor", no_args_is_help=True, pretty_exceptions_enable=False)
+console = Console(soft_wrap=True)
+
+JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")]
+HtmlOption = Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")]
+
+
+def drift(
+    reference: Annotated[Path, typer.Argument(help="Reference table (CSV with any delimiter, or Parquet).")],
+    current: Annotated[Path, typer.Argument(help="Current table to compare with the reference.")],
+    json_out: JsonOption = None,
+    html_out: HtmlOption = None,
+    drift_share: Annotated[
+        float | None,
+        typer.Option(help="Share of drifted columns that makes dataset drift (default: config or 0.5)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="driftloop.yaml whose monitoring.columns overrides apply."),
+    ] = None,
+) -> None:
+    """Compare CURRENT with REFERENCE column by column, with Evidently's default drift tests and thresholds."""
+    from driftloop.monitor.drift import ColumnOverride
+    from driftloop.monitor.report import write_html, write_json
+    from driftloop.monitor.tables import compare_files
+
+    share, overrides = 0.5, {}
+    if config is not None:
+        from driftloop.config import load_config
+
+        mon = load_config(config).monitoring
+        share = mon.drift_share
+        overrides = {k: ColumnOverride(v.method, v.threshold) for k, v in mon.columns.items()}
+    if drift_share is not None:
+        if not 0 < drift_share <= 1:
+            raise UserError(f"--drift-share must be in (0, 1], got {drift_share}")
+        share = drift_share
+    report = compare_files(reference, current, drift_share=share, overrides=overrides)
+    _print_drift(report["drift"], report.get("skipped", {}))
+    _write(report, json_out, html_out, write_json, write_html)
+
+
+def monitor(
+    ctx: typer.Context,
+    window: Annotated[
+        str | None, typer.Option(help="Window length: 30m, 1h, 2d (default: monitoring.window).")
+    ] = None,
+    last: Annotated[
+        int | None, typer.Option("--last", help="The last N predictions instead of a time window.")
+    ] = None,
+    json_out: JsonOption = None,
+    html_out: HtmlOption = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="driftloop.yaml to use.")] = None,
+) -> None:
+    """One monitoring pass over the prediction log: drift, data quality, performance; stored, logged, alerted."""
+    from driftloop.config import load_config
+    from driftloop.monitor.check import run_check
+    from driftloop.monitor.report import write_html, write_json
+    from driftloop.stores import open_stores
+
+    if window is not None and last is not None:
+        raise UserError("give --window or --last, not both")
+    root_obj = ctx.find_root().obj if ctx is not None else None
+    path = config or ((root_obj or {}).get("config") if isinstance(root_obj, dict) else None)
+    cfg = load_config(path)
+    stores = open_stores(cfg)
+    try:
+        check = run_check(stores, cfg, window=window, last=last)
+        report = check.report()
+    finally:
+        stores.close()
+    if check.no_data:
+        console.print(
+            f"[yellow]no data[/]: {check.n_rows} rows in the window (monitoring.min_rows = {cfg.monitoring.min_rows})"
+        )
+    if check.drift is not None:
+        _print_drift(report["drift"], {})
+    if check.quality is not None and not check.quality.passed:
+        for problem in check.quality.problems:
+            console.print(f"[red]data quality:[/] {problem}")
+    for group in (report.get("performance") or {}).get("groups", []):
+        metrics = ", ".join(
+            f"{k} {v['value']:.4g}" for k, v in group["metrics"].items() if v["value"] is not None
+        )
+        console.print(f"v{group['model_version']} {group['arm']}: {group['n_labeled']} labeled; {metrics}")
+    _write(report, json_out, html_out, write_json, write_html)
+
+
+def _write(report: dict, json_out: Path | None, html_out: Path | None, write_json, write_html) -> None:  # noqa: ANN001
+    if json_out is not None:
+        console.print(f"wrote {write_json(json_out, report)}")
+    if html_out is not None:
+        console.print(f"wrote {write_html(html_out, report)}")
+
+
+def _print_drift(drift: dict, skipped: dict[str, str]) -> None:
+    table = Table("column", "kind", "method", "statistic", "threshold", "drift", "PSI")
+    for name, col in drift["columns"].items():
+        stat = "n/a" if col["statistic"] is None else f"{col['statistic']:.4g}"
+        psi = "n/a" if col["psi"] is None else f"{col['psi']:.3g}"
+        verdict = {True: "[red]yes[/]", False: "no", None: f"[yellow]{col.get('error')}[/]"}[col["drift"]]
+        table.add_row(name, col["kind"], str(col["method"]), stat, str(col["threshold"]), verdict, psi)
+    console.print(table)
+    for name, reason in skipped.items():
+        console.print(f"[yellow]not tested[/] {name}: {reason}")
+    verdict = drift["dataset_drift"]
+    share = drift["drift_share"]
+    text = {True: "[red bold]dataset drift[/]", False: "[green]no dataset drift[/]", None: "no verdict"}[
+        verdict
+    ]
+    share_text = "n/a" if share is None else f"{share:.0%}"
+    console.print(f"{text}: {drift['n_drifted']} of {drift['n_tested']} columns drifted ({share_text})")
+
+
+app.command("drift")(drift)
+app.command("monitor")(monitor)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()
