@@ -139,11 +139,15 @@ def start_driftloop(config: Path, workers: int) -> tuple[subprocess.Popen, str, 
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    # Ready = /readyz answers 200 and driftloop_model_ready, the minimum over the live workers, is 1.
-    wait(lambda: _driftloop_ready(base), proc, 120)
-    ready = time.monotonic() - t0
-    # Let the background compile finish (the first run on a machine compiles; later runs load the cache).
-    wait(lambda: _compiled(base), proc, 900)
+    try:
+        # Ready = /readyz answers 200 and driftloop_model_ready, the minimum over the live workers, is 1.
+        wait(lambda: _driftloop_ready(base), proc, 120)
+        ready = time.monotonic() - t0
+        # Let the background compile finish (the first run on a machine compiles; later runs load the cache).
+        wait(lambda: _compiled(base), proc, 900)
+    except BaseException:
+        stop(proc)
+        raise
     return proc, base, ready
 
 
@@ -192,7 +196,11 @@ def start_mlflow(model_dir: Path, root: Path, workers: int) -> tuple[subprocess.
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    wait(lambda: httpx.get(f"{base}/ping", timeout=2).status_code == 200, proc, 180)
+    try:
+        wait(lambda: httpx.get(f"{base}/ping", timeout=2).status_code == 200, proc, 180)
+    except BaseException:
+        stop(proc)
+        raise
     return proc, base, time.monotonic() - t0
 
 

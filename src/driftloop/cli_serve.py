@@ -76,6 +76,7 @@ def serve(
             log_level="warning",
             timeout_graceful_shutdown=30,
             timeout_keep_alive=30,
+            proxy_headers=False,  # no proxy in front by default; saves a middleware pass per request
         )
     finally:
         if owned:

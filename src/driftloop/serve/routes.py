@@ -26,6 +26,29 @@ if TYPE_CHECKING:
     from driftloop.serve.app import Service
 
 MAX_FEEDBACK = 10_000
+PREDICT_OPERATION_PATH = "/v1/predict"
+#: Served by app.PredictFastPath, outside FastAPI's router, so described here by hand.
+PREDICT_OPERATION: dict[str, Any] = {
+    "post": {
+        "summary": "Predict one record, a list of records or columnar data",
+        "operationId": "predict",
+        "parameters": [
+            {"name": "X-Routing-Key", "in": "header", "required": False, "schema": {"type": "string"}},
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+        },
+        "responses": {
+            "200": {"description": "predictions, probabilities, model_version, arm, request_id"},
+            "400": {"description": "malformed JSON"},
+            "413": {"description": "body or row count over the limit"},
+            "415": {"description": "not application/json"},
+            "422": {"description": "invalid fields, one message per field"},
+            "503": {"description": "no model loaded yet"},
+        },
+    }
+}
 _ERROR = {
     "description": "client error",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -108,19 +131,6 @@ def _join(prefix: str, key: str) -> str:
 
 def add_routes(app: FastAPI, service: Service) -> None:
     from driftloop.serve.app import error, json_response
-
-    @app.post(
-        "/v1/predict",
-        summary="Predict one record, a list of records or columnar data",
-        openapi_extra={"requestBody": _body("PredictRequest")},
-        responses={
-            "200": {"description": "predictions"},
-            **_CLIENT_ERRORS,
-            "503": {"description": "no model loaded"},
-        },
-    )
-    async def predict(request: Request) -> Response:
-        return await service.predict(request)
 
     @app.post(
         "/v1/feedback",
@@ -262,6 +272,7 @@ def install_openapi(app: FastAPI, service: Service) -> None:
             comps.update(_component_schemas(spec, service.cfg.serving.unknown_fields == "reject"))
             if service.cfg.serving.admin_token:
                 base["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            base["paths"] = {PREDICT_OPERATION_PATH: PREDICT_OPERATION, **base.get("paths", {})}
             cache.clear()
             cache[key] = base
         return cache[key]
