@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,27 @@ def test_score_command_in_process_and_exit_code_2(
     )
     assert bad.exit_code == 2
     assert "no such file or folder" in bad.output
+
+
+def test_batch_traffic_is_monitored_from_the_log_like_online_traffic(
+    project: ScaleProject, client, red: pd.DataFrame, white: pd.DataFrame, tmp_path: Path
+) -> None:
+    from driftloop.monitor.drift import ColumnSpec, DriftDetector
+    from driftloop.scale.drift import distributed_drift
+    from driftloop.scale.windows import log_window
+
+    src = tmp_path / "white.parquet"
+    white.to_parquet(src, row_group_size=1000)
+    started = datetime.now(UTC)
+    score_batch(project.stores, client, src, tmp_path / "out", partition_rows=1000)
+
+    window = log_window(
+        project.stores.log_dir, FEATURES, start=started, source="batch", model_version=project.version
+    )
+    specs = [ColumnSpec(f, "numeric") for f in FEATURES]
+    result = distributed_drift(client, window, red, specs)
+
+    exact = DriftDetector(specs).fit(red).evaluate(white)
+    assert result.drift.n_current == len(white)
+    assert [c.drift for c in result.drift.columns] == [c.drift for c in exact.columns]
+    assert [c.method for c in result.drift.columns] == [c.method for c in exact.columns]
