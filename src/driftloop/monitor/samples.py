@@ -109,11 +109,14 @@ def numeric_sample(values: Any, *, with_std: bool = True) -> NumericSample:
     """
     series = _series(values)
     is_integer = pd.api.types.is_integer_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
-    arr = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    if isinstance(series.dtype, np.dtype):  # NumPy-backed: NaN already marks missing values, no masking pass
+        arr = np.asarray(series.to_numpy(), dtype=np.float64)
+    else:  # nullable / Arrow-backed
+        arr = series.to_numpy(dtype=np.float64, na_value=np.nan)
     finite = np.isfinite(arr)
     if finite.all():
         # Sorting happens in place: never on the caller's memory.
-        kept = arr.copy() if np.shares_memory(arr, series.array) else arr
+        kept = arr.copy() if np.shares_memory(arr, np.asarray(series.to_numpy())) else arr
     else:
         kept = arr[finite]
     std = _pandas_std(kept) if with_std else float("nan")
