@@ -109,7 +109,7 @@ def _categorical(col: pd.Series, feature: FeatureSpec) -> tuple[np.ndarray, list
             col.astype(object).where(~null, None).map(_category, na_action="ignore").to_numpy(dtype=object)
         )
     else:  # float or object: decide per value, the way the Encoder reads them
-        values = col.map(_category, na_action="ignore").to_numpy(dtype=object)
+        values = col.map(_category, na_action="ignore").to_numpy(dtype=object, copy=True)
         values[null] = None
         wrong = ~null & np.array([v is _BAD for v in values], dtype=bool)
         if wrong.any():
