@@ -33,9 +33,12 @@ def score(
             "(default: scale.dask_scheduler / DRIFTLOOP_DASK_SCHEDULER, else a local cluster).",
         ),
     ] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Local cluster: worker processes.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Local cluster: worker processes (scale.local_workers).")
+    ] = None,
     memory_limit: Annotated[
-        str | None, typer.Option(help="Local cluster: memory limit per worker, e.g. 2GiB.")
+        str | None,
+        typer.Option(help="Local cluster: memory limit per worker, e.g. 2GiB (scale.local_memory_limit)."),
     ] = None,
     partition_rows: Annotated[
         int | None, typer.Option(min=1, help="Rows per partition (config scale.partition_rows).")
@@ -57,6 +60,8 @@ def score(
     try:
         cfg = load_config(config)
         address = resolve_address(dask, cfg.scale.dask_scheduler)
+        workers = workers or cfg.scale.local_workers
+        memory_limit = memory_limit or cfg.scale.local_memory_limit
         small = address is None and workers is None and find_input(input).total_bytes < IN_PROCESS_BYTES
         stores = open_stores(cfg)
         try:

@@ -260,6 +260,11 @@ class ScaleConfig(Section):
     dask_scheduler: str | None = None
     """tcp://host:8786 of an existing cluster; None starts a local cluster when one is needed."""
     partition_rows: int = Field(1_000_000, gt=0)
+    """Rows per partition (one task) for batch scoring and drift over large windows."""
+    local_workers: int | None = Field(None, gt=0)
+    """Worker processes of the local cluster started without a scheduler; None: one per core, up to 4."""
+    local_memory_limit: str | None = None
+    """Memory limit per local worker (`4GiB`); None: Dask's default, an equal share of the machine's RAM."""
 
 
 class Config(Section):
