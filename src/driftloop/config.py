@@ -169,6 +169,20 @@ class MonitoringConfig(Section):
     min_rows: int = Field(30, ge=1)
     """Fewer rows than this in the window give a "no data" result, not a verdict."""
     columns: dict[str, ColumnDriftOverride] = Field(default_factory=dict)
+    """Per-column drift test and/or threshold (`method`: ks, chisquare, z, wasserstein, jensenshannon, psi)."""
+    psi_threshold: float = Field(0.1, gt=0)
+    """PSI is reported beside every column's test; at or above this it is flagged in the report."""
+    max_null_increase: float = Field(0.1, ge=0, le=1)
+    """Data quality: a null rate this much above the reference's fails the check."""
+    max_out_of_range_share: float = Field(0.05, ge=0, le=1)
+    """Data quality: more numeric values than this outside the training range fail the check."""
+    max_unseen_share: float = Field(0.05, ge=0, le=1)
+    """Data quality: more categorical values than this never seen in training fail the check."""
+    performance_window: str | None = "7d"
+    """Labeled predictions up to this long before the window's end count for performance; None: the window."""
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    """Level of the performance metrics' bootstrap confidence intervals."""
+    bootstrap_resamples: int = Field(300, ge=0)
 
 
 AlertKind = Literal["dataset_drift", "feature_drift", "metric_drop", "data_quality"]
