@@ -511,6 +511,69 @@ class MetadataStore:
         with self.begin() as conn:
             conn.execute(leases.delete().where(leases.c.name == name).where(leases.c.holder == holder))
 
+    # -- alerts (state for de-duplication, cool-down and escalation; see loop/alerts.py) -------------------
+
+    def get_open_alert(self, fingerprint: str) -> dict[str, Any] | None:
+        """The newest alert with this fingerprint that is still firing, or None."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(alerts)
+                    .where(alerts.c.fingerprint == fingerprint)
+                    .where(alerts.c.state == "firing")
+                    .order_by(alerts.c.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+        return _alert(row) if row else None
+
+    def add_alert(
+        self,
+        *,
+        fingerprint: str,
+        rule: str,
+        severity: str,
+        message: str,
+        ts: datetime,
+        model_version: str | None = None,
+        evidence: dict[str, Any] | None = None,
+        sent: bool = False,
+    ) -> int:
+        with self.begin() as conn:
+            res = conn.execute(
+                alerts.insert().values(
+                    fingerprint=fingerprint,
+                    rule=rule,
+                    severity=severity,
+                    message=message,
+                    first_seen=ts,
+                    last_seen=ts,
+                    last_sent=ts if sent else None,
+                    count=1,
+                    state="firing",
+                    model_version=model_version,
+                    evidence_json=json.dumps(evidence or {}, default=str),
+                )
+            )
+            return int(res.inserted_primary_key[0])
+
+    def update_alert(self, alert_id: int, **changes: Any) -> None:
+        """Set columns of one alert row (`evidence` is stored as JSON)."""
+        if "evidence" in changes:
+            changes["evidence_json"] = json.dumps(changes.pop("evidence"), default=str)
+        with self.begin() as conn:
+            conn.execute(alerts.update().where(alerts.c.id == alert_id).values(**changes))
+
+    def list_alerts(self, *, state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Newest first."""
+        query = sa.select(alerts).order_by(alerts.c.id.desc()).limit(limit)
+        if state:
+            query = query.where(alerts.c.state == state)
+        with self.engine.connect() as conn:
+            return [_alert(r) for r in conn.execute(query).mappings().all()]
+
 
 def normalize_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL whatever driver the URL names (or none)."""
@@ -540,6 +603,14 @@ def _dataset(row: Any) -> DatasetRecord:
         parents=json.loads(row["parents_json"] or "[]"),
         note=row["note"] or "",
     )
+
+
+def _alert(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("first_seen", "last_seen", "last_sent"):
+        out[key] = _aware(out[key])
+    out["evidence"] = json.loads(out.pop("evidence_json") or "{}")
+    return out
 
 
 def _deployment(row: Any) -> Deployment:
