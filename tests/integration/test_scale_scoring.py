@@ -125,11 +125,17 @@ def test_unusable_input_fails_before_anything_is_written(
         score_batch(project.stores, client, src, tmp_path / "out", model="challenger")
     with pytest.raises(DataError, match="no Parquet or CSV files"):
         score_batch(project.stores, client, tmp_path / "*.nothing", tmp_path / "out")
+    broken = tmp_path / "broken.csv"
+    lines = red.head(20).to_csv(index=False).splitlines()
+    lines[7] += ",1.0,2.0"  # a row with more fields than the header: no row to reject, the file is bad
+    broken.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="Expected 12 fields in line 8"):
+        score_batch(project.stores, client, broken, tmp_path / "out")
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("keep me")
     with pytest.raises(UserError, match="not an empty folder"):
         score_batch(project.stores, client, src, tmp_path / "taken")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["no_alcohol.parquet", "taken"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.csv", "no_alcohol.parquet", "taken"]
 
 
 def test_score_command_in_process_and_exit_code_2(

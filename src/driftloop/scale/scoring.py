@@ -166,7 +166,12 @@ def score_batch(
     try:
         (tmp / "predictions").mkdir(parents=True)
         (tmp / "rejects").mkdir()
-        stats = client.compute(ddf.map_partitions(score_partition, job, meta=STATS_META)).result()
+        try:
+            stats = client.compute(ddf.map_partitions(score_partition, job, meta=STATS_META)).result()
+        except (pd.errors.ParserError, UnicodeDecodeError, pa.ArrowInvalid) as exc:
+            # A file that cannot be parsed at all (a CSV line with too many fields, a corrupt Parquet
+            # page) has no rows to reject one by one: stop, name the cause, write nothing.
+            raise DataError(f"--input {input_spec}: cannot read it: {exc}") from None
         logged = _commit_log(staging, stores.log_dir.resolve() / "predictions") if staging else 0
         summary = ScoreSummary(
             output=str(output),
