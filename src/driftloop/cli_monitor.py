@@ -69,6 +69,12 @@ def monitor(
     json_out: JsonOption = None,
     html_out: HtmlOption = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="driftloop.yaml to use.")] = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the monitoring gauges in Prometheus text format here (node-exporter textfile)."
+        ),
+    ] = None,
 ) -> None:
     """One monitoring pass over the prediction log: drift, data quality, performance; stored, logged, alerted."""
     from driftloop.config import load_config
@@ -81,12 +87,34 @@ def monitor(
     root_obj = ctx.find_root().obj if ctx is not None else None
     path = config or ((root_obj or {}).get("config") if isinstance(root_obj, dict) else None)
     cfg = load_config(path)
+    from driftloop.loop.alerts import evaluate_alerts
+
     stores = open_stores(cfg)
     try:
         check = run_check(stores, cfg, window=window, last=last)
-        report = check.report()
+        check.alerts = [o.to_dict() for o in evaluate_alerts(stores, cfg, check)]
+        history = [
+            {"ts": row["ts"].isoformat(), "performance": row["result"].get("performance")}
+            for row in stores.metadata.list_monitoring_results(stores.model_name, limit=500)
+        ]
+        report = check.report(history=history)
     finally:
         stores.close()
+    if metrics_file is not None:
+        from prometheus_client import CollectorRegistry, write_to_textfile
+
+        from driftloop.monitor.publish import export_gauges
+
+        registry = CollectorRegistry()
+        export_gauges(check, registry)
+        metrics_file.parent.mkdir(parents=True, exist_ok=True)
+        write_to_textfile(str(metrics_file), registry)  # writes a temp file and renames it
+    if check.status == "no_model":
+        console.print("[yellow]nothing deployed yet[/]: train and deploy a model first")
+    for alert in check.alerts:
+        console.print(
+            f"[red]alert[/] {alert['rule']} ({alert['severity']}, {alert['action']}): {alert['message']}"
+        )
     if check.no_data:
         console.print(
             f"[yellow]no data[/]: {check.n_rows} rows in the window (monitoring.min_rows = {cfg.monitoring.min_rows})"
