@@ -245,7 +245,7 @@ def test_admin_endpoints_need_the_token(wine_models: WineModels, tmp_path: Path)
     wine_models.deploy(champion="1", challenger="2", strategy="ab", challenger_weight=0.1)
     with ServerThread(wine_models.config(tmp_path, compile_models=False, admin_token=TOKEN)) as server:
         client = httpx.Client(base_url=server.base)
-        change = {"challenger_weight": 0.5, "reason": "more traffic"}
+        change = {"strategy": "ab", "challenger_weight": 0.5, "reason": "more traffic"}
         r = client.post("/v1/admin/deployment", json=change)
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
         assert (

@@ -188,6 +188,10 @@ class ModelPool:
         self._stop.set()
         self._wake.set()
         self._compile_wake.set()
+        if self._compile_thread is not None:
+            from driftloop.serve import compiled
+
+            compiled.cancel_running()
         for thread in (self._thread, self._compile_thread):
             if thread is not None:
                 thread.join(timeout)

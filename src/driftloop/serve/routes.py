@@ -57,13 +57,12 @@ _CLIENT_ERRORS = {str(c): _ERROR for c in (400, 413, 415, 422)}
 
 
 class DeploymentChange(BaseModel):
-    """Admin change of the deployment; omitted fields stay as they are."""
+    """Admin change of the strategy and weight. `challenger`, if given, must be the current challenger."""
 
     model_config = ConfigDict(extra="forbid")
-    strategy: Literal["single", "ab", "canary", "shadow", "bluegreen"] | None = None
-    challenger: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[0-9]+$")
+    strategy: Literal["single", "ab", "canary", "shadow", "bluegreen"]
     challenger_weight: float | None = Field(None, ge=0.0, le=1.0)
-    clear_challenger: bool = False
+    challenger: str | None = Field(None, min_length=1, max_length=32, pattern=r"^[0-9]+$")
     reason: str = Field("", max_length=500)
 
 
@@ -196,20 +195,23 @@ def add_routes(app: FastAPI, service: Service) -> None:
         service.pool.poke()
         return json_response(dep.to_dict())
 
+    def stores() -> Any:
+        from driftloop.stores import Stores
+
+        return Stores(cfg=service.cfg, metadata=service.metadata, tracking=service.tracking)
+
     def change_deployment(change: DeploymentChange, actor: str) -> Any:
-        return admin.set_deployment(
-            service.metadata,
-            service.model_name,
+        return admin.change_strategy(
+            stores(),
             strategy=change.strategy,
+            weight=change.challenger_weight,
             challenger=change.challenger,
-            challenger_weight=change.challenger_weight,
-            clear_challenger=change.clear_challenger,
             reason=change.reason,
             actor=actor,
         )
 
     def do_rollback(change: Rollback, actor: str) -> Any:
-        return admin.rollback(service.metadata, service.model_name, reason=change.reason, actor=actor)
+        return admin.rollback(stores(), reason=change.reason, actor=actor)
 
     security = [{"bearer": []}]
 
