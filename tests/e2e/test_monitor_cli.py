@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jsonschema
 import pandas as pd
+import pytest
 import yaml
 from sklearn.linear_model import LogisticRegression
 
@@ -41,7 +42,9 @@ def setup_project(tmp_path: Path, red: pd.DataFrame) -> tuple[Path, ModelSpec]:
     stores = open_stores(cfg)
     features = tuple(FeatureSpec(c, "numeric") for c in red.columns if c != "quality")
     classes = tuple(sorted(red["quality"].unique().tolist()))
-    spec = ModelSpec(task="multiclass", target="quality", features=features, classes=classes, metric="accuracy")
+    spec = ModelSpec(
+        task="multiclass", target="quality", features=features, classes=classes, metric="accuracy"
+    )
     X = Encoder(spec).encode_frame(red)
     y = red["quality"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     bundle = ModelBundle(spec=spec, estimator=LogisticRegression(max_iter=300).fit(X, y), flavor="sklearn")
@@ -69,6 +72,7 @@ def run_monitor(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_monitor_pass_is_stored_logged_exported_and_alerted(
     tmp_path: Path, red: pd.DataFrame, white: pd.DataFrame
 ) -> None:
