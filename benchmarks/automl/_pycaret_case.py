@@ -20,8 +20,8 @@ def main() -> None:
 
     started = time.perf_counter()
     setup(
-        data=train.reset_index(drop=True),
-        test_data=test.reset_index(drop=True),
+        data=train,  # the original row numbers keep the two parts' indices distinct, as PyCaret requires
+        test_data=test,
         target="quality",
         session_id=seed,
         verbose=False,

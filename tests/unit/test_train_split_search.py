@@ -43,10 +43,11 @@ def _wine(red: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def test_search_is_deterministic_and_builds_a_leaderboard(red: pd.DataFrame) -> None:
-    X, y, k = _wine(red.sample(600, random_state=0))
-    p = Problem("multiclass", X.shape[1], (), seed=7)
+    X, y, _ = _wine(red.sample(400, random_state=0))
+    y, k = (y >= 3).astype(int), 2  # good (6+) or not: binary keeps LightGBM to one tree per round
+    p = Problem("binary", X.shape[1], (), seed=7)
     runs = [
-        run_search(X, y, p, k, "accuracy", families=["lightgbm", "linear"], n_folds=3, trials=5, seconds=None)
+        run_search(X, y, p, k, "accuracy", families=["lightgbm", "linear"], n_folds=3, trials=4, seconds=None)
         for _ in range(2)
     ]
     a, b = runs
@@ -89,3 +90,11 @@ def test_a_search_where_every_trial_fails_says_why() -> None:
     p = Problem("binary", 2, (), seed=0)
     with pytest.raises(RuntimeError, match="no candidate model could be trained.*linear"):
         run_search(X, y, p, 2, "accuracy", families=["linear"], n_folds=2, trials=2, seconds=None)
+
+
+def test_a_seconds_budget_stops_the_search_before_it_overruns(red: pd.DataFrame) -> None:
+    X, y, k = _wine(red.sample(300, random_state=1))
+    p = Problem("multiclass", X.shape[1], (), seed=0)
+    result = run_search(X, y, p, k, "accuracy", families=["linear"], n_folds=2, trials=500, seconds=0.2)
+    # The first trial always runs (a model is needed); then the budget is spent.
+    assert 1 <= len(result.trials) < 500 and result.best.family == "linear"

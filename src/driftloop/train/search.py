@@ -134,7 +134,7 @@ def train(
             | {"search_seconds": search.search_seconds, "refit_seconds": search.refit_seconds}
             | {"n_trials": len(search.trials)}
         )
-        mlflow.log_params({"best_family": search.best.family} | rec.flat_params("best", search.best.params))
+        mlflow.log_params({"best_family": search.best.family} | rec.flat_params("best", search.final_params))
         mlflow.log_table(rec.leaderboard_frame(search.leaderboard, metric), rec.LEADERBOARD_ARTIFACT)
         rec.print_leaderboard(console, search.leaderboard, metric, cfg.training.cv_folds)
         with warnings.catch_warnings():

@@ -22,6 +22,8 @@ from driftloop.train.candidates import FAMILY_ORDER, Params, Problem
 from driftloop.train.cv import CVResult, cross_validate, make_folds
 from driftloop.train.metrics import higher_is_better
 
+FORESTS = ("random_forest", "extra_trees")
+
 log = logging.getLogger(__name__)
 
 
@@ -47,6 +49,8 @@ class SearchResult:
     search_seconds: float
     refit_seconds: float
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    final_params: Params = field(default_factory=dict)
+    """The refitted model's parameters (forests get more trees than the search used)."""
 
 
 def resolve_workers(n_jobs: int) -> int:
@@ -178,7 +182,9 @@ def run_search(
     # LightGBM on small data gains nothing from threads and loses badly on a busy machine (OpenMP spins);
     # one thread also gives the same trees on every machine.
     threads = 1 if best.family == "lightgbm" and len(y) < 50_000 else workers
-    estimator = candidates.FAMILIES[best.family].build(best.params, problem, threads)
+    family = candidates.FAMILIES[best.family]
+    final_params = family.final(best.params)
+    estimator = family.build(final_params, problem, threads)
     candidates.fit(best.family, estimator, X, y, problem)
     refit_seconds = time.perf_counter() - started
     return SearchResult(
@@ -189,6 +195,7 @@ def run_search(
         search_seconds=search_seconds,
         refit_seconds=refit_seconds,
         leaderboard=leaderboard(records, metric, n_folds),
+        final_params=final_params,
     )
 
 
@@ -202,8 +209,9 @@ def _would_overrun(
     """
     elapsed = time.perf_counter() - started
     typical = float(np.median([t.seconds for t in records]))
-    # The refit fits on all rows once: about one fold's fit on (k-1)/k of them, scaled up.
-    refit = best.seconds / max(1, n_folds) * 1.5
+    # The refit fits on all rows once: about one fold's fit, scaled up for more rows (and trees).
+    trees = candidates.FINAL_TREES / candidates.SEARCH_TREES if best.family in FORESTS else 1.0
+    refit = best.seconds / max(1, n_folds) * 1.5 * trees
     return elapsed + typical + refit > seconds
 
 
