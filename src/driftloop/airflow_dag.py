@@ -227,7 +227,9 @@ def render_dag(project: Path | None, *, schedule: str = DEFAULT_SCHEDULE) -> str
     else:
         path = config_path(project).resolve()
         if not path.is_file():
-            raise ConfigError(f"no {CONFIG_FILE} at {path}: pass the project folder or its config file")
+            raise ConfigError(
+                f"project: no {CONFIG_FILE} at {path}; pass the project folder or its config file"
+            )
         cfg = load_config(path)
         project_expr = json.dumps(str(path.parent if path.name == CONFIG_FILE else path))
         dag_id = f"driftloop-{cfg.project.name}"
