@@ -5,7 +5,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: bootstrap demo test lint format clean
+.PHONY: bootstrap demo test lint format clean tools
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -18,7 +18,11 @@ lint: bootstrap
 	$(RUN) ruff check src tests benchmarks
 	$(RUN) ruff format --check src tests
 
-test: bootstrap lint
+tools:
+	scripts/install-tools
+
+test: bootstrap lint tools
+	scripts/check-deploy
 	$(RUN) pytest -q
 
 format: bootstrap

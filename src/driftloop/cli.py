@@ -193,10 +193,16 @@ def data_validate(
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Create or migrate the metadata tables (safe to run twice; also done on first use)."""
-    st = stores(ctx)
-    console.print(
-        f"metadata store at {st.metadata.engine.url.render_as_string(hide_password=True)} is current"
-    )
+    from driftloop.stores.metadata import MetadataStore
+    from driftloop.stores.migrations import upgrade
+
+    store = MetadataStore.connect(load(ctx).stores.resolved_database_url(), create=False)
+    try:
+        revision = upgrade(store.engine)
+        url = store.engine.url.render_as_string(hide_password=True)
+    finally:
+        store.close()
+    console.print(f"metadata store at {url} is at revision {revision}")
 
 
 # -- serve, watch, demo -----------------------------------------------------------------------------------------

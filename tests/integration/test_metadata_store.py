@@ -80,3 +80,36 @@ def test_expired_lease_can_be_taken_over(store: MetadataStore) -> None:
 def test_unknown_dataset_version_is_not_found(store: MetadataStore) -> None:
     with pytest.raises(NotFoundError, match="does not exist"):
         store.get_dataset("abc")
+
+
+def test_mlflow_and_driftloop_share_one_postgresql_database(pg_url: str, tmp_path: Path) -> None:
+    """One setting (stores.database_url) holds both MLflow's tables and driftloop's."""
+    import mlflow
+
+    from driftloop.config import config_from_dict
+    from driftloop.stores import open_stores
+
+    cfg = config_from_dict(
+        {
+            "data": {"target": "y"},
+            "project": {"name": "shared-db"},
+            "stores": {"root": str(tmp_path), "database_url": pg_url},
+        },
+        environ={},
+    )
+    assert cfg.stores.resolved_tracking_uri() == pg_url
+    stores = open_stores(cfg)
+    experiment = stores.tracking.experiment_id()  # MLflow creates its tables in the same database
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.log_metric("x", 1.0)
+    assert stores.tracking.client.get_run(run.info.run_id).data.metrics == {"x": 1.0}
+    reopened = open_stores(cfg)  # driftloop's migrations find MLflow's tables and leave them alone
+    reopened.metadata.add_event("shared-db", "check", "both stores in one database")
+    assert [e.kind for e in reopened.metadata.list_events("shared-db")] == ["check"]
+    import sqlalchemy as sa
+
+    names = set(sa.inspect(reopened.metadata.engine).get_table_names())
+    assert {"experiments", "runs", "datasets", "alembic_version"} <= names
+    assert {"dataset_versions", "deployments", "events", "driftloop_alembic_version"} <= names
+    for st in (stores, reopened):
+        st.close()

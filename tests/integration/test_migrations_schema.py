@@ -140,12 +140,14 @@ def test_adopts_a_database_made_before_migrations(engine: sa.Engine) -> None:
 
 
 def test_refuses_a_foreign_table_with_our_name(engine: sa.Engine) -> None:
-    """MLflow, for one, has its own `datasets` table: say so instead of failing halfway through."""
+    """Another application's table with one of our names: say so instead of failing halfway through."""
     with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE datasets (dataset_uuid VARCHAR(36) PRIMARY KEY, name TEXT)"))
-    with pytest.raises(UserError, match=r"datasets.*stores\.database_url"):
+        conn.execute(
+            sa.text("CREATE TABLE dataset_versions (dataset_uuid VARCHAR(36) PRIMARY KEY, name TEXT)")
+        )
+    with pytest.raises(UserError, match=r"dataset_versions.*stores\.database_url"):
         migrations.upgrade(engine)
-    assert _tables(engine) == {"datasets"}, "a refused migration must leave nothing behind"
+    assert _tables(engine) == {"dataset_versions"}, "a refused migration must leave nothing behind"
 
 
 def test_an_older_release_starts_on_a_newer_schema(

@@ -125,3 +125,11 @@ def test_regression_uses_the_error_means() -> None:
     cp = ArmStats(requests=900, labeled=300, metric=0.5, metric_sd=0.4)
     worse = ArmStats(requests=100, labeled=100, metric=1.5, metric_sd=0.5)
     assert decide(CFG, 0, cp, worse, 30, regression=True).action == "rollback"
+
+
+def test_full_traffic_step_needs_only_the_challengers_labels() -> None:
+    no_champion_traffic = ArmStats(requests=0, errors=0, counted=500)
+    ch = ArmStats(requests=300, errors=0, counted=300, p95_latency_ms=2.0, labeled=120, metric=0.6)
+    assert decide(CFG, 2, no_champion_traffic, ch, 30, regression=False).action == "promote"
+    few = ArmStats(requests=300, labeled=10, metric=0.6)
+    assert decide(CFG, 2, no_champion_traffic, few, 30, regression=False).action == "hold"

@@ -116,8 +116,12 @@ def decide(
                 evidence,
             )
     # 3. The labeled metric: significantly worse rolls back.
-    labels_ready = challenger.labeled >= cfg.min_labels and champion.labeled >= cfg.min_labels
-    if labels_ready and challenger.metric is not None and champion.metric is not None:
+    # At full traffic the champion serves nothing in this step: the challenger's labels alone must arrive,
+    # and it is compared with the champion only where both have enough labeled rows.
+    full = cfg.steps[step] >= 1.0
+    comparable = challenger.labeled >= cfg.min_labels and champion.labeled >= cfg.min_labels
+    labels_ready = challenger.labeled >= cfg.min_labels and (full or comparable)
+    if comparable and challenger.metric is not None and champion.metric is not None:
         if regression:
             p = mean_worse(
                 challenger.metric,
@@ -144,7 +148,9 @@ def decide(
     if dwell_seconds < cfg.min_dwell_seconds:
         waiting.append(f"{dwell_seconds:.0f}/{cfg.min_dwell_seconds:.0f}s dwell")
     if cfg.require_labels and not labels_ready:
-        waiting.append(f"{challenger.labeled}/{cfg.min_labels} challenger labels")
+        waiting.append(
+            f"labels ({challenger.labeled} challenger, {champion.labeled} champion; {cfg.min_labels} each)"
+        )
     if waiting:
         return Decision("hold", "waiting for " + ", ".join(waiting), evidence)
     if step == len(cfg.steps) - 1:

@@ -54,8 +54,19 @@ def _transition(
         changes["reason"] = reason
         if actor:
             changes["actor"] = actor
+        previous = state
+
+        def event(new: Deployment, previous: Deployment = previous) -> dict[str, Any]:
+            return {
+                "kind": kind,
+                "message": reason,
+                "model_version": version_of_event(previous, new),
+                "evidence": {**(evidence or {}), "deployment": new.to_dict(), "previous": previous.to_dict()},
+            }
+
         try:
-            new = stores.metadata.update_deployment(state, **changes)
+            # The event is written in the same transaction as the change: a kill between them is impossible.
+            new = stores.metadata.update_deployment(state, event=event, **changes)
             break
         except ConflictError:
             fresh = current(stores)
@@ -70,13 +81,6 @@ def _transition(
             state = fresh
     else:
         raise ConflictError(f"{kind}: the deployment kept changing; gave up after {MAX_ATTEMPTS} attempts")
-    stores.metadata.add_event(
-        stores.model_name,
-        kind,
-        reason,
-        model_version=version_of_event(state, new),
-        evidence={**(evidence or {}), "deployment": new.to_dict(), "previous": state.to_dict()},
-    )
     mirror_aliases(stores, new)
     return new
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -24,7 +24,7 @@ from driftloop.errors import ConflictError, NotFoundError
 meta = sa.MetaData()
 
 datasets = sa.Table(
-    "datasets",
+    "dataset_versions",
     meta,
     sa.Column("version", sa.String(64), primary_key=True),
     sa.Column("digest", sa.String(64), nullable=False, unique=True),
@@ -306,11 +306,19 @@ class MetadataStore:
             return Deployment(model_name=model_name)
         return _deployment(row)
 
-    def update_deployment(self, expected: Deployment, **changes: Any) -> Deployment:
+    def update_deployment(
+        self,
+        expected: Deployment,
+        *,
+        event: Callable[[Deployment], dict[str, Any]] | None = None,
+        **changes: Any,
+    ) -> Deployment:
         """Compare-and-swap: apply `changes` only if the row is still at `expected.revision`.
 
         Raises ConflictError if someone else changed it first; the caller re-reads and decides again.
-        Every successful change is appended to deployment_history in the same transaction.
+        Every successful change is appended to deployment_history, and the event `event(new)` describes
+        (kind, message, model_version, evidence) is written, in the same transaction: a process killed at
+        any moment leaves both or neither.
         """
         changes.setdefault("actor", default_actor())
         new = replace(expected, revision=expected.revision + 1, updated_at=utcnow(), **changes)
@@ -347,6 +355,8 @@ class MetadataStore:
                     actor=new.actor,
                 )
             )
+            if event is not None:
+                conn.execute(events.insert().values(**_event_row(new.model_name, **event(new))))
         return new
 
     def deployment_history(self, model_name: str) -> list[Deployment]:
@@ -390,19 +400,18 @@ class MetadataStore:
         evidence: dict[str, Any] | None = None,
         ts: datetime | None = None,
     ) -> int:
+        row = _event_row(
+            model_name,
+            kind,
+            message,
+            model_version=model_version,
+            run_id=run_id,
+            data_version=data_version,
+            evidence=evidence,
+            ts=ts,
+        )
         with self.begin() as conn:
-            result = conn.execute(
-                events.insert().values(
-                    ts=ts or utcnow(),
-                    model_name=model_name,
-                    kind=kind,
-                    message=message,
-                    model_version=model_version,
-                    run_id=run_id,
-                    data_version=data_version,
-                    evidence_json=json.dumps(evidence or {}, default=str),
-                )
-            )
+            result = conn.execute(events.insert().values(**row))
             return int(result.inserted_primary_key[0])
 
     def list_events(
@@ -573,6 +582,29 @@ class MetadataStore:
             query = query.where(alerts.c.state == state)
         with self.engine.connect() as conn:
             return [_alert(r) for r in conn.execute(query).mappings().all()]
+
+
+def _event_row(
+    model_name: str,
+    kind: str,
+    message: str,
+    *,
+    model_version: str | None = None,
+    run_id: str | None = None,
+    data_version: str | None = None,
+    evidence: dict[str, Any] | None = None,
+    ts: datetime | None = None,
+) -> dict[str, Any]:
+    return {
+        "ts": ts or utcnow(),
+        "model_name": model_name,
+        "kind": kind,
+        "message": message,
+        "model_version": model_version,
+        "run_id": run_id,
+        "data_version": data_version,
+        "evidence_json": json.dumps(evidence or {}, default=str),
+    }
 
 
 def normalize_url(url: str) -> str:

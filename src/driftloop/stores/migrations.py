@@ -136,7 +136,8 @@ def _adopt_unversioned(conn: Connection) -> None:
     """Stamp a database whose tables were made by `meta.create_all` before migrations existed.
 
     Only if every table is there and matches the baseline exactly; any other table of ours without a version
-    table means someone else's table has our name (MLflow has a `datasets` table, for one): refuse clearly.
+    table means someone else's table has our name: refuse clearly. (Ours avoid MLflow's names, such as
+    `datasets`, so both can share one PostgreSQL database.)
     """
     from driftloop.stores.metadata import meta
 

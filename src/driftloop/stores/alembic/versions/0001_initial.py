@@ -19,7 +19,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "datasets",
+        "dataset_versions",
         sa.Column("version", sa.String(64), primary_key=True),
         sa.Column("digest", sa.String(64), nullable=False, unique=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -120,6 +120,6 @@ def downgrade() -> None:
         "events",
         "deployment_history",
         "deployments",
-        "datasets",
+        "dataset_versions",
     ):
         op.drop_table(table)
