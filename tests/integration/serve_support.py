@@ -119,9 +119,15 @@ def train_wine_models(root: Path, red: pd.DataFrame) -> WineModels:
     return WineModels(root=root, frame=red, versions=versions)
 
 
+_TRAINED: list[WineModels] = []
+
+
 @pytest.fixture(scope="session")
 def wine_models(tmp_path_factory: pytest.TempPathFactory, red: pd.DataFrame) -> WineModels:
-    return train_wine_models(tmp_path_factory.mktemp("serve-stores"), red)
+    # Each test module imports this fixture, which pytest registers once per module: train once per session.
+    if not _TRAINED:
+        _TRAINED.append(train_wine_models(tmp_path_factory.mktemp("serve-stores"), red))
+    return _TRAINED[0]
 
 
 def free_port() -> int:
@@ -204,7 +210,7 @@ class ServerProcess:
 
     def __enter__(self) -> ServerProcess:
         try:
-            wait_ready(self.base, timeout=60, proc=self.proc)
+            wait_ready(self.base, timeout=240, proc=self.proc)  # generous: CI machines can be busy
         except BaseException:
             self.stop()
             raise

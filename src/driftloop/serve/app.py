@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -177,7 +178,7 @@ class Service:
         ts = now_us()
         self._log(model, r.arm, request_id, parsed, labels, pred.proba, ts, latency)
         self.metrics.observe_request(model.version, r.arm, 200, latency)
-        self.metrics.count_outcomes(model.version, r.arm, _outcomes(model, labels))
+        self.metrics.count_outcomes(model.version, r.arm, _outcomes(model, labels, pred.proba))
         after = None
         if r.shadow and state.challenger is not None:
             challenger = state.challenger
@@ -230,7 +231,7 @@ class Service:
         latency = time.perf_counter() - t0
         labels = pred.labels.tolist()
         self._log(challenger, SHADOW, request_id, parsed, labels, pred.proba, ts, latency)
-        self.metrics.count_outcomes(challenger.version, SHADOW, _outcomes(challenger, labels))
+        self.metrics.count_outcomes(challenger.version, SHADOW, _outcomes(challenger, labels, pred.proba))
 
     # -- feedback -------------------------------------------------------------------------------------------
 
@@ -263,21 +264,14 @@ def _routing_key(body: Any) -> str | None:
     return None
 
 
-def _outcomes(model: LoadedModel, labels: list[Any]) -> dict[str, int]:
-    if model.regression:
-        counts = Counter(value_bucket(float(v)) for v in labels)
-    elif len(labels) == 1:
-        return {_label_key(model, labels[0]): 1}
-    else:
-        counts = Counter(_label_key(model, v) for v in labels)
-    return dict(counts)
-
-
-def _label_key(model: LoadedModel, label: Any) -> str:
-    try:
-        return model.class_keys[model.classes.index(label)]
-    except ValueError:
-        return str(label)
+def _outcomes(model: LoadedModel, labels: list[Any], proba: Any) -> dict[str, int]:
+    """Rows per predicted class (class label string) or per value bucket (regression), for the metrics."""
+    if proba is None:
+        return dict(Counter(value_bucket(float(v)) for v in labels))
+    if len(labels) == 1:
+        return {model.class_keys[int(np.argmax(proba[0]))]: 1}
+    counts = np.bincount(np.argmax(proba, axis=1), minlength=len(model.class_keys))
+    return {model.class_keys[i]: int(counts[i]) for i in np.flatnonzero(counts)}
 
 
 def create_app(cfg: Config, *, metadata: MetadataStore | None = None) -> PredictFastPath:
