@@ -73,6 +73,7 @@ def run_monitor(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_monitor_pass_is_stored_logged_exported_and_alerted(
     tmp_path: Path, red: pd.DataFrame, white: pd.DataFrame
 ) -> None:
