@@ -241,6 +241,8 @@ class RolloutConfig(Section):
     min_dwell_seconds: float = Field(30.0, ge=0)
     max_error_rate_increase: float = Field(0.01, ge=0)
     max_p95_latency_ratio: float = Field(2.0, gt=1)
+    p95_latency_floor_ms: float = Field(25.0, ge=0)
+    """A challenger p95 below this is fast enough whatever its ratio to the champion's."""
     min_labels: int = Field(50, ge=1)
     """Labeled rows each arm needs in a step before the labeled metric is compared."""
     require_labels: bool = True

@@ -116,9 +116,13 @@ def test_error_rate_and_latency_roll_back() -> None:
     cp = ArmStats(requests=1000, errors=1, counted=1000, p95_latency_ms=2.0)
     bad_errors = ArmStats(requests=100, errors=20, counted=100, p95_latency_ms=2.0)
     assert decide(CFG, 0, cp, bad_errors, 1, regression=False).action == "rollback"
-    slow = ArmStats(requests=100, errors=0, counted=100, p95_latency_ms=9.0)
+    slow = ArmStats(requests=100, errors=0, counted=100, p95_latency_ms=90.0)
     d = decide(CFG, 0, cp, slow, 1, regression=False)
     assert d.action == "rollback" and "latency" in d.reason
+    fast_enough = ArmStats(
+        requests=100, errors=0, counted=100, p95_latency_ms=9.0
+    )  # 4.5x, but under the floor
+    assert decide(CFG, 0, cp, fast_enough, 1, regression=False).action != "rollback"
 
 
 def test_regression_uses_the_error_means() -> None:

@@ -84,18 +84,32 @@ class TrainingSet:
     n_production: int
 
 
+def production_rows(
+    stores: Stores, cfg: Config, spec: ModelSpec, *, now: datetime | None = None
+) -> pd.DataFrame:
+    """The labeled production rows the retraining policy admits (recency window), oldest first."""
+    policy = cfg.loop.retrain
+    if not policy.include_production:
+        return pd.DataFrame(columns=["ts", *spec.feature_names, spec.target])
+    since = None
+    if policy.recency_seconds is not None:
+        since = (now or utcnow()) - timedelta(seconds=policy.recency_seconds)
+    return labeled_production_rows(stores.log_dir, spec, since=since)
+
+
 def assemble(
-    stores: Stores, cfg: Config, spec: ModelSpec, base_version: str, *, now: datetime | None = None
+    stores: Stores,
+    cfg: Config,
+    spec: ModelSpec,
+    base_version: str,
+    *,
+    production: pd.DataFrame | None = None,
+    now: datetime | None = None,
 ) -> TrainingSet:
     """Build and store the retraining snapshot by the configured policy."""
     policy = cfg.loop.retrain
     base, base_rec = load_dataset(stores.metadata, base_version)
-    since = None
-    if policy.recency_seconds is not None:
-        since = (now or utcnow()) - timedelta(seconds=policy.recency_seconds)
-    prod = labeled_production_rows(stores.log_dir, spec, since=since) if policy.include_production else None
-    if prod is None or prod.empty:
-        prod = pd.DataFrame(columns=["ts", *spec.feature_names, spec.target])
+    prod = production if production is not None else production_rows(stores, cfg, spec, now=now)
     n_recent = min(cfg.gate.recent_rows, len(prod) // 2)
     recent = prod.iloc[len(prod) - n_recent :] if n_recent else prod.iloc[:0]
     train_prod = prod.iloc[: len(prod) - n_recent]

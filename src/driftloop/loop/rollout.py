@@ -102,10 +102,13 @@ def decide(
                 "rollback", f"error rate {err_ch:.2%} vs champion {err_cp:.2%} (p={p:.3g})", evidence
             )
     # 2. Latency: p95 far above the champion's, once the challenger has had its share of requests.
+    # Both arms need enough requests for a p95, and a p95 under the floor is fast enough whatever the ratio.
     if (
         challenger.requests >= MIN_LATENCY_SAMPLES
+        and champion.requests >= MIN_LATENCY_SAMPLES
         and challenger.p95_latency_ms is not None
         and champion.p95_latency_ms
+        and challenger.p95_latency_ms > cfg.p95_latency_floor_ms
     ):
         ratio = challenger.p95_latency_ms / champion.p95_latency_ms
         evidence["p95_ratio"] = ratio

@@ -23,6 +23,7 @@ from driftloop.stores.metadata import utcnow
 log = logging.getLogger(__name__)
 
 TRIGGER_FIRED = "trigger_fired"
+RETRAIN_SKIPPED = "retrain_skipped"
 
 
 def default_metrics_urls(cfg: Config) -> list[str]:
@@ -81,11 +82,20 @@ def signals_from_check(check: Any, cfg: Config, now: datetime) -> Signals:
 
 
 def last_fired(stores: Stores) -> dict[str, datetime]:
-    """When each trigger last fired, from the event log (so cool-downs survive restarts)."""
+    """When each trigger last fired, from the event log (so cool-downs survive restarts).
+
+    A firing whose retrain was skipped (too few labeled rows yet) does not start a cool-down: the trigger
+    may fire again on the next pass, once the labels are there.
+    """
     out: dict[str, datetime] = {}
-    for ev in stores.metadata.list_events(stores.model_name, kinds=[TRIGGER_FIRED]):
-        out[ev.evidence.get("trigger", "")] = ev.ts
-    return out
+    pending: dict[str, datetime] = {}
+    for ev in stores.metadata.list_events(stores.model_name, kinds=[TRIGGER_FIRED, RETRAIN_SKIPPED]):
+        if ev.kind == RETRAIN_SKIPPED:
+            pending.clear()
+            continue
+        out.update(pending)
+        pending = {ev.evidence.get("trigger", ""): ev.ts}
+    return out | pending
 
 
 def trigger_step(stores: Stores, cfg: Config, signals: Signals) -> list[TriggerResult]:
@@ -120,7 +130,7 @@ def retrain_step(stores: Stores, cfg: Config, *, reasons: list[str]) -> RetrainO
 
     A crash anywhere leaves the champion untouched: it is recorded as `retrain_failed` and alerted.
     """
-    from driftloop.loop.retrain import assemble
+    from driftloop.loop.retrain import assemble, production_rows
     from driftloop.train.search import train
 
     dep = stores.metadata.get_deployment(stores.model_name)
@@ -135,14 +145,15 @@ def retrain_step(stores: Stores, cfg: Config, *, reasons: list[str]) -> RetrainO
     )
     try:
         spec = stores.tracking.load_bundle(champion.version).spec
-        training_set = assemble(stores, cfg, spec, base_version)
-        if training_set.n_production + len(training_set.recent) < cfg.loop.retrain.min_labeled_rows:
+        production = production_rows(stores, cfg, spec)
+        if len(production) < cfg.loop.retrain.min_labeled_rows:
             msg = (
-                f"only {training_set.n_production + len(training_set.recent)} labeled production rows "
+                f"only {len(production)} labeled production rows "
                 f"(< loop.retrain.min_labeled_rows={cfg.loop.retrain.min_labeled_rows}); not retraining yet"
             )
-            stores.metadata.add_event(stores.model_name, "retrain_skipped", msg, model_version=dep.champion)
+            stores.metadata.add_event(stores.model_name, RETRAIN_SKIPPED, msg, model_version=dep.champion)
             return RetrainOutcome(None, False, msg)
+        training_set = assemble(stores, cfg, spec, base_version, production=production)
         result = train(
             cfg,
             data_version=training_set.record.version,
