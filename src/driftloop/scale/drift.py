@@ -27,7 +27,7 @@ is obtained from the summaries (`scale/summaries.py`):
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -159,8 +159,8 @@ def distributed_drift(
             if isinstance(r := refs[s.name], CategoricalSample)
         },
     )
-    first = client.compute(window.map_partitions(_pass1_frame, plan, meta={"s": object})).result()
-    merged = merge_pass1(first["s"].tolist())
+    parts1 = list(_gather_parts(client, window.map_partitions(_pass1_frame, plan, meta={"s": object})))
+    merged = merge_pass1([p["s"].iloc[0] for p in parts1])
 
     # Plan pass 2: a grid per numeric column under test, and the values of small KS windows.
     grids: dict[str, np.ndarray] = {}
@@ -174,13 +174,17 @@ def distributed_drift(
         grids[spec.name] = _grid(ref, probe, fine_bins)
         if _test_name(detector, spec, ref, probe) == "ks" and max(ref.n, cur.n) <= SCIPY_EXACT_KS_ROWS:
             gather.append(spec.name)
-    second = {"g": {}, "v": {}}
+    second: dict[str, dict[str, Any]] = {"g": {}, "v": {}}
     if grids:
-        out = client.compute(
-            window.map_partitions(_grid_frame, grids, tuple(gather), meta={"g": object, "v": object})
-        ).result()
-        second["g"] = merge_grids(out["g"].tolist())
-        second["v"] = {name: np.concatenate([part[name] for part in out["v"].tolist()]) for name in gather}
+        graph = window.map_partitions(_grid_frame, grids, tuple(gather), meta={"g": object, "v": object})
+        merged_grid: dict[str, GridCounts] = {}
+        values: dict[str, list[np.ndarray]] = {name: [] for name in gather}
+        for part in _gather_parts(client, graph):
+            merged_grid = merge_grids([merged_grid, part["g"].iloc[0]])
+            for name in gather:
+                values[name].append(part["v"].iloc[0][name])
+        second["g"] = merged_grid
+        second["v"] = {name: np.concatenate(chunks) for name, chunks in values.items()}
 
     result_columns, bounds = [], {}
     for spec in columns:
@@ -213,7 +217,7 @@ def distributed_drift(
         drift=drift,
         quality=quality,
         error_bounds=bounds,
-        partitions=len(first),
+        partitions=len(parts1),
         seconds=time.perf_counter() - start,
     )
 
@@ -226,6 +230,19 @@ def _test_name(detector: DriftDetector, spec: ColumnSpec, ref: NumericSample, pr
         return default_stattest(spec.kind, ref.n, n_values_combined(ref, probe)).name
     except ValueError:
         return ""
+
+
+def _gather_parts(client: Client, frame: Any) -> Iterator[pd.DataFrame]:
+    """Each partition's one-row result, fetched to the client as it completes and released on the worker.
+
+    Computing the Dask DataFrame itself would concatenate every partition's summaries in one task on
+    one worker: megabytes per partition, times thousands of partitions, past any worker memory limit.
+    """
+    from distributed import as_completed
+
+    for future in as_completed(client.compute(frame.to_delayed())):
+        yield future.result()
+        future.release()
 
 
 def _grid(ref: NumericSample, cur: SummarySample, fine_bins: int) -> np.ndarray:

@@ -142,8 +142,8 @@ class GridCounts:
     def of(cls, grid: np.ndarray, values: np.ndarray) -> GridCounts:
         k = grid.size
         left = grid.searchsorted(values, "left")
-        right = grid.searchsorted(values, "right")
-        on_point = right > left
+        # A value sits on a grid point exactly when the point at its left insertion index equals it.
+        on_point = grid[np.minimum(left, k - 1)] == values
         at = np.bincount(left[on_point], minlength=k).astype(np.int64)
         inside = left[~on_point]
         between = np.bincount(inside, minlength=k + 1).astype(np.int64)
