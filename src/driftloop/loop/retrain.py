@@ -116,18 +116,38 @@ def assemble(
     train_prod = _weighted(train_prod, policy.production_weight, seed=cfg.training.seed)
     columns = [c for c in base.columns if c in train_prod.columns]
     combined = pd.concat([base, train_prod[columns]], ignore_index=True)
+    combined, rare = _without_rare_classes(combined, spec, min_rows=max(2, cfg.training.cv_folds))
     record, _ = add_frame(
         stores.metadata,
         stores.datasets_dir,
         combined,
         source=f"retrain: {base_rec.version} + {len(train_prod)} labeled production rows",
         parents=[base_rec.version],
-        note=f"{len(recent)} most recent labeled rows held out for the gate",
+        note=f"{len(recent)} most recent labeled rows held out for the gate"
+        + (f"; left out classes too rare to learn yet: {rare}" if rare else ""),
         max_categories=cfg.data.max_categories,
     )
     return TrainingSet(
         record=record, recent=recent.drop(columns=["ts"]), n_base=len(base), n_production=len(train_prod)
     )
+
+
+def _without_rare_classes(
+    frame: pd.DataFrame, spec: ModelSpec, *, min_rows: int
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Drop the rows of classes with fewer than `min_rows` labels (a new class in production starts that way).
+
+    Stratified CV and the kept holdout need a few rows of every class; such rows wait in the log until
+    enough of them arrive for a later retraining.
+    """
+    if spec.task == "regression":
+        return frame, {}
+    counts = frame[spec.target].value_counts()
+    rare = counts[counts < min_rows]
+    if rare.empty:
+        return frame, {}
+    kept = frame[~frame[spec.target].isin(rare.index)].reset_index(drop=True)
+    return kept, {str(k): int(v) for k, v in rare.items()}
 
 
 def _weighted(frame: pd.DataFrame, weight: float, *, seed: int) -> pd.DataFrame:
