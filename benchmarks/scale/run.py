@@ -138,12 +138,23 @@ def _stop_sampler(dask_worker) -> int:
     return int(worker._bench_peak)
 
 
+LOADS: list[float] = []
+"""The machine's 1-minute load average at the end of each measured step (other jobs share the cores)."""
+
+
+RESTARTS: list[int] = []
+"""Workers that left during each measured step (a worker past its memory limit is restarted by Dask)."""
+
+
 def sampled(client, func):
     client.run(_start_sampler)
+    before = set(client.scheduler_info(n_workers=-1)["workers"])
     t0 = time.perf_counter()
     out = func()
     seconds = time.perf_counter() - t0
+    RESTARTS.append(len(before - set(client.scheduler_info(n_workers=-1)["workers"])))
     peaks = client.run(_stop_sampler)
+    LOADS.append(os.getloadavg()[0])
     return out, seconds, sorted(peaks.values())
 
 
@@ -200,6 +211,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/driftloop-scale-bench"))
     parser.add_argument("--memory-limit", default="768MiB")
     parser.add_argument("--partition-rows", type=int, default=250_000)
+    parser.add_argument("--score-workers", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--drift-workers", type=int, nargs="*", default=[1, 2])
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the work folder's data and model; add to results.json"
+    )
+    parser.add_argument("--no-in-process-score", action="store_true")
     parser.add_argument("--child", nargs="*")
     args = parser.parse_args()
     if args.child:
@@ -219,57 +236,75 @@ def main() -> None:
     from driftloop.scale.scoring import score_batch
 
     work = args.work
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    t0 = time.perf_counter()
     data = work / "data"
-    write_dataset(data, args.rows, seed=1)
-    gen_seconds = time.perf_counter() - t0
-    train = generate(np.random.default_rng(0), 200_000, drifted=False)
-    stores, spec = make_project(work, train)
-    references = {}
-    for n in (5000, 1000):
-        path = work / f"reference-{n}.parquet"
-        train.sample(n, random_state=n).to_parquet(path)
-        references[n] = path
+    reuse = args.reuse and (work / "driftloop.yaml").is_file() and data.is_dir()
+    if reuse:
+        from driftloop.config import load_config
+        from driftloop.stores import open_stores
+
+        stores = open_stores(load_config(work / "driftloop.yaml"))
+        spec = stores.tracking.load_bundle(stores.metadata.get_deployment("bench").champion).spec
+        references = {n: work / f"reference-{n}.parquet" for n in (5000, 1000)}
+        print(f"reusing {data} and the registered model", flush=True)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        t0 = time.perf_counter()
+        write_dataset(data, args.rows, seed=1)
+        print(f"generated {args.rows} rows in {time.perf_counter() - t0:.0f} s", flush=True)
+        train = generate(np.random.default_rng(0), 200_000, drifted=False)
+        stores, spec = make_project(work, train)
+        references = {}
+        for n in (5000, 1000):
+            path = work / f"reference-{n}.parquet"
+            train.sample(n, random_state=n).to_parquet(path)
+            references[n] = path
     columns = [(f.name, f.kind) for f in spec.features]
     specs = [ColumnSpec(n, k) for n, k in columns]
     disk_bytes = sum(f.stat().st_size for f in data.glob("*.parquet"))
-    print(
-        f"generated {args.rows} rows ({disk_bytes / 2**30:.2f} GiB on disk) in {gen_seconds:.0f} s",
-        flush=True,
-    )
 
-    runs = []
-    for workers in (1, 2):
+    previous = (
+        json.loads((HERE / "results.json").read_text()) if reuse and (HERE / "results.json").is_file() else {}
+    )
+    if previous.get("rows") != args.rows:
+        previous = {}
+    runs = list(previous.get("runs", []))
+
+    def record(run: dict) -> None:
+        runs[:] = [r for r in runs if (r["task"], r["workers"]) != (run["task"], run["workers"])] + [run]
+
+    for workers in sorted(set(args.score_workers) | set(args.drift_workers)):
         with dask_client(
             None, n_workers=workers, threads_per_worker=1, memory_limit=args.memory_limit
         ) as client:
-            out = work / f"scored-{workers}"
-            summary, seconds, peaks = sampled(
-                client,
-                lambda out=out, client=client: score_batch(
-                    stores, client, data, out, partition_rows=args.partition_rows
-                ),
-            )
-            print(
-                f"{workers} worker(s): scored {summary.rows} rows in {seconds:.1f} s, peaks {peaks}",
-                flush=True,
-            )
-            runs.append(
-                {
-                    "task": "score",
-                    "workers": workers,
-                    "seconds": seconds,
-                    "rows": summary.rows,
-                    "scored": summary.scored,
-                    "rejected": summary.rejected,
-                    "logged": summary.logged,
-                    "partitions": summary.partitions,
-                    "peak_rss": peaks,
-                }
-            )
-            shutil.rmtree(out)
+            if workers in args.score_workers:
+                out = work / f"scored-{workers}"
+                summary, seconds, peaks = sampled(
+                    client,
+                    lambda out=out, client=client: score_batch(
+                        stores, client, data, out, partition_rows=args.partition_rows
+                    ),
+                )
+                print(
+                    f"{workers} worker(s): scored {summary.rows} rows in {seconds:.1f} s, peaks {peaks}",
+                    flush=True,
+                )
+                record(
+                    {
+                        "task": "score",
+                        "workers": workers,
+                        "seconds": seconds,
+                        "rows": summary.rows,
+                        "scored": summary.scored,
+                        "rejected": summary.rejected,
+                        "logged": summary.logged,
+                        "partitions": summary.partitions,
+                        "peak_rss": peaks,
+                    }
+                )
+                shutil.rmtree(out)
+            if workers not in args.drift_workers:
+                continue
             ddf = read_input(find_input(data), args.partition_rows)
             for n, ref_path in references.items():
                 reference = pd.read_parquet(ref_path)
@@ -283,7 +318,7 @@ def main() -> None:
                     f"{workers} worker(s): drift vs {n}-row reference in {seconds:.1f} s, peaks {peaks}",
                     flush=True,
                 )
-                runs.append(
+                record(
                     {
                         "task": f"drift-ref{n}",
                         "workers": workers,
@@ -300,8 +335,10 @@ def main() -> None:
     shutil.rmtree(stores.log_dir, ignore_errors=True)
 
     model_dir = str(stores.tracking.model_dir(stores.metadata.get_deployment("bench").champion))
-    reference_runs = {"score": run_child("score", str(data), model_dir)}
-    print(f"in process: scored in {reference_runs['score']['seconds']:.1f} s", flush=True)
+    reference_runs = dict(previous.get("in_process", {}))
+    if not args.no_in_process_score:
+        reference_runs["score"] = run_child("score", str(data), model_dir)
+        print(f"in process: scored in {reference_runs['score']['seconds']:.1f} s", flush=True)
     for n, ref_path in references.items():
         reference_runs[f"drift-ref{n}"] = run_child("drift", str(data), str(ref_path), json.dumps(columns))
         print(
@@ -323,7 +360,8 @@ def main() -> None:
     }
     (HERE / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (HERE / "RESULTS.md").write_text(report(results))
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(work, ignore_errors=True)
     print((HERE / "RESULTS.md").read_text())
 
 
@@ -373,27 +411,28 @@ def report(r: dict) -> str:
         "",
         f"Workers: local Dask cluster, 1 thread per worker, **memory limit {r['memory_limit']} per worker**, "
         f"partitions of {r['partition_rows']:,} rows. Peak memory is the resident set size of each worker "
-        "process, sampled every 0.1 s inside it. No worker was paused, restarted or killed (the run would "
-        "fail otherwise).",
+        "process, sampled every 0.1 s inside it. Worker restarts (Dask restarts a worker past 95% of its "
+        f"limit): {sum(x.get('restarts', 0) for x in r['runs'])} in all the runs below.",
         "",
         "## Batch scoring (validate, predict, write Parquet, append to the prediction log)",
         "",
-        "| run | seconds | rows/s | peak memory per worker |",
-        "|---|---:|---:|---|",
+        "| run | seconds | rows/s | peak memory per worker | load average at the end |",
+        "|---|---:|---:|---|---:|",
     ]
-    for run in r["runs"]:
+    for run in sorted(r["runs"], key=lambda x: (x["task"], x["workers"])):
         if run["task"] == "score":
             lines.append(
                 f"| Dask, {run['workers']} worker(s) | {run['seconds']:.1f} | {run['rows'] / run['seconds']:,.0f} | "
                 + ", ".join(_mib(p) for p in run["peak_rss"])
-                + " |"
+                + f" | {run.get('load', float('nan')):.1f} |"
             )
-    ip = r["in_process"]["score"]
-    lines.append(
-        f"| in process, whole frame (predict + write, no validation or log) | {ip['seconds']:.1f} | "
-        f"{ip['rows'] / ip['seconds']:,.0f} | {_mib(ip['peak_rss'])} (one process) |"
-    )
-    score_runs = [x for x in r["runs"] if x["task"] == "score"]
+    ip = r["in_process"].get("score")
+    if ip:
+        lines.append(
+            f"| in process, whole frame (predict + write, no validation or log) | {ip['seconds']:.1f} | "
+            f"{ip['rows'] / ip['seconds']:,.0f} | {_mib(ip['peak_rss'])} (one process) |"
+        )
+    score_runs = sorted((x for x in r["runs"] if x["task"] == "score"), key=lambda x: x["workers"])
     lines += [
         "",
         f"Every run scored {score_runs[0]['scored']:,} rows, rejected {score_runs[0]['rejected']}, and logged "
@@ -407,7 +446,7 @@ def report(r: dict) -> str:
     for key in ("drift-ref5000", "drift-ref1000"):
         exact = r["in_process"][key]
         want = {c["column"]: c["drift"] for c in exact["columns"]}
-        for run in (x for x in r["runs"] if x["task"] == key):
+        for run in sorted((x for x in r["runs"] if x["task"] == key), key=lambda x: x["workers"]):
             got = {c["column"]: c["drift"] for c in run["columns"]}
             same = sum(got[k] == want[k] for k in want)
             lines.append(
@@ -423,7 +462,7 @@ def report(r: dict) -> str:
     lines += ["", "Per column (2 workers vs the exact in-memory engine):", ""]
     for key in ("drift-ref5000", "drift-ref1000"):
         exact = {c["column"]: c for c in r["in_process"][key]["columns"]}
-        run = [x for x in r["runs"] if x["task"] == key][-1]
+        run = max((x for x in r["runs"] if x["task"] == key), key=lambda x: x["workers"])
         lines += [
             f"Reference of {key[9:]} rows:",
             "",
