@@ -233,6 +233,9 @@ def watch(
         list[str] | None,
         typer.Option(help="A server's /metrics URL for error rates (repeatable; config loop.metrics_urls)."),
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Export the monitoring gauges on this port (config loop.metrics_port).")
+    ] = None,
     once: Annotated[bool, typer.Option(help="Run one pass and exit.")] = False,
 ) -> None:
     """Run the controller: monitor, trigger, retrain, gate, canary, promote or roll back. Stops on SIGTERM."""
@@ -247,6 +250,12 @@ def watch(
     st = stores(ctx)
     seconds = parse_duration(interval).total_seconds() if interval else st.cfg.loop.interval_seconds
     controller = Controller(st.cfg, st, metrics_urls=metrics_url or None)
+    port = metrics_port or st.cfg.loop.metrics_port
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)  # the gauges each monitoring pass sets, for Prometheus to scrape
+        console.print(f"monitoring gauges on http://0.0.0.0:{port}/metrics")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -268,6 +268,8 @@ class LoopConfig(Section):
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     lease_seconds: float = Field(60.0, gt=0)
     """How long a controller's lock lasts without renewal before another controller may take over."""
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    """Serve the monitoring gauges (drift scores, live metrics) on this port's /metrics; None: off."""
     metrics_urls: list[str] = Field(default_factory=list)
     """Prometheus endpoints of the servers, for error rates by arm; empty: the local server's /metrics."""
 
