@@ -33,7 +33,7 @@ DATA = HERE / ".data"
 WINE = Path(os.environ.get("DRIFTLOOP_WINE_DIR", ROOT.parent / "shared" / "data"))
 
 #: Columns of the synthetic case that get drift injected, so the expected verdicts are known.
-SYNTHETIC_DRIFTED = ["num_00", "num_01", "num_02", "num_05", "num_12", "num_17", "cat_0", "cat_3"]
+SYNTHETIC_DRIFTED = ["num_00", "num_01", "num_02", "num_12", "num_17", "cat_0", "cat_3"]
 
 
 def ensure_evidently() -> Path:
@@ -60,7 +60,7 @@ def synthetic(rows: int, seed: int, drifted: bool) -> pd.DataFrame:
             x = rng.normal(0.0, 2.0 * s, rows)
             scale = 2.0
         elif kind == 2:
-            x = rng.lognormal(0.0, 0.6 if not (drifted and name == "num_05") else 0.9, rows)
+            x = rng.lognormal(0.0, 0.6, rows)
             scale = 0.7
         else:
             x = rng.exponential(3.0, rows)
@@ -187,7 +187,11 @@ def write_results(rows: int, results: dict, info: dict) -> None:
             )
         lines += ["", f"Dataset drift: Evidently {ev['dataset_drift']}, driftloop {dl['dataset_drift']}.", ""]
     if "synthetic" in results:
-        lines += [f"Synthetic drift was injected into: {', '.join(SYNTHETIC_DRIFTED)}.", ""]
+        lines += [
+            f"Synthetic drift was injected into: {', '.join(SYNTHETIC_DRIFTED)}. The change to cat_0 (two shares"
+            " moved by 5 points) is deliberately small: its Jensen-Shannon distance stays under 0.1.",
+            "",
+        ]
     (HERE / "RESULTS.md").write_text("\n".join(lines))
 
 
