@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -219,9 +218,11 @@ def test_hot_swap_under_concurrent_load_fails_no_request(wine_models: WineModels
 
 def test_store_outage_keeps_serving_and_is_reported(wine_models: WineModels, tmp_path: Path) -> None:
     wine_models.deploy(champion="1")
-    db = tmp_path / "copy.db"
-    shutil.copy(wine_models.root / "driftloop.db", db)
-    store = MetadataStore.connect(f"sqlite:///{db}", create=False)
+    # A metadata store of its own that this test can break. (Copying the shared database file instead would
+    # close a descriptor of it in this process, which drops SQLite's POSIX locks on it: never do that.)
+    db = tmp_path / "own.db"
+    store = MetadataStore.connect(f"sqlite:///{db}")
+    store.update_deployment(store.get_deployment("wine"), champion="1", reason="test")
     with ServerThread(wine_models.config(tmp_path / "logs", compile_models=False)) as server:
         server.service.metadata = store
         server.service.pool._read_deployment = lambda: store.get_deployment("wine")
