@@ -161,3 +161,13 @@ def test_performance_from_feedback_and_unknown_labels(
     challenger = perf.group("2", "challenger")
     assert challenger is not None and challenger.n_labeled == 50
     assert result.target_drift is not None and result.target_drift.method == "jensenshannon"
+
+
+def test_last_n_rows_window(tmp_path: Path, red: pd.DataFrame, features: list[FeatureSpec]) -> None:
+    write_predictions(tmp_path, red.head(300), features, ts=NOW)
+    newest = write_predictions(tmp_path, red.iloc[300:350], features, ts=NOW + timedelta(hours=1), seed=3)
+    window = read_window(tmp_path, "wine", last=50)
+    assert len(window.rows) == 50 and set(window.rows["request_id"]) == set(newest)
+    assert window.start is not None and window.start >= NOW + timedelta(hours=1)
+    assert "alcohol" in window.feature_columns and "prediction" not in window.feature_columns
+    assert len(read_window(tmp_path, "other-model", last=50).rows) == 0

@@ -108,3 +108,26 @@ def test_kind_inference_follows_evidently() -> None:
     )
     assert specs == [ColumnSpec("a", "numeric")]
     assert skipped == {"c": "missing from the reference data", "b": "missing from the current data"}
+
+
+def test_compare_files_reads_csv_and_parquet_and_applies_overrides(tmp_path) -> None:  # noqa: ANN001
+    from driftloop.errors import DataError
+    from driftloop.monitor.tables import compare_files
+
+    frame(3000, 1).to_csv(tmp_path / "ref.csv", sep=";", index=False)
+    frame(2000, 2, shift=0.8).to_parquet(tmp_path / "cur.parquet")
+    report = compare_files(
+        tmp_path / "ref.csv", tmp_path / "cur.parquet", overrides={"x": ColumnOverride(method="ks")}
+    )
+    assert report["reference"]["rows"] == 3000 and report["current"]["rows"] == 2000
+    x = report["drift"]["columns"]["x"]
+    assert (x["method"], x["drift"], x["score_kind"]) == ("ks", True, "p_value")
+    assert report["drift"]["columns"]["y"]["method"] == "wasserstein"
+    with pytest.raises(DataError, match="names columns not tested here: nope"):
+        compare_files(
+            tmp_path / "ref.csv", tmp_path / "cur.parquet", overrides={"nope": ColumnOverride(threshold=1)}
+        )
+    with pytest.raises(DataError, match="does not apply to categorical"):
+        compare_files(
+            tmp_path / "ref.csv", tmp_path / "cur.parquet", overrides={"color": ColumnOverride("ks")}
+        )

@@ -41,6 +41,8 @@ SCHEMA_VERSION = 1
 
 def category_strings(series: pd.Series) -> pd.Series:
     """Categorical values as the log writes them: `str(value)`, an integral float as its integer."""
+    if pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype):
+        return series  # already strings (the log's categorical columns): nothing to convert
 
     def one(v: Any) -> Any:
         if v is None or (isinstance(v, float) and np.isnan(v)):
