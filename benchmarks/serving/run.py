@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -117,6 +116,13 @@ def build_models(root: Path) -> tuple[Path, Path, list[dict]]:
     ts.model_dir("2")
     records = [{k: float(v) for k, v in r.items()} for r in frame[feats].head(100).to_dict(orient="records")]
     return config, model_dir, records
+
+
+def reuse_models(root: Path) -> tuple[Path, Path, list[dict]]:
+    frame = pd.read_csv(DATA, sep=";")
+    feats = [c for c in frame.columns if c != "quality"]
+    records = [{k: float(v) for k, v in r.items()} for r in frame[feats].head(100).to_dict(orient="records")]
+    return root / "driftloop.yaml", root / "cache" / "models" / "wine" / "1", records
 
 
 def start_driftloop(config: Path, workers: int) -> tuple[subprocess.Popen, str, float]:
@@ -287,14 +293,25 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--workdir", type=Path, default=HERE / ".work")
+    parser.add_argument("--fresh", action="store_true", help="retrain the models and recompile")
     args = parser.parse_args()
     for tool in ("wrk", "hey"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is missing: apt-get install -y wrk hey")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    root = Path(tempfile.mkdtemp(prefix="driftloop-serving-bench-"))
-    try:
+    # The work folder is kept (unless --fresh): the models, and driftloop's compiled-model cache, are
+    # reused by the next run, as a restarted production server would.
+    root = args.workdir
+    if args.fresh and root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / "driftloop.yaml").exists():
+        config, model_dir, records = reuse_models(root)
+    else:
         config, model_dir, records = build_models(root)
+    shutil.rmtree(root / "logs", ignore_errors=True)
+    try:
         bodies = {
             ("driftloop", 1): orjson.dumps(records[0]),
             ("driftloop", 100): orjson.dumps(records),
@@ -352,7 +369,7 @@ def main() -> None:
         logged = _count_logged(root / "logs")
         write_results(args, loads, held, ready, logged)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root / "logs", ignore_errors=True)
 
 
 def _count_logged(log_dir: Path) -> int:
