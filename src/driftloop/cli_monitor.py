@@ -115,7 +115,7 @@ def monitor(
         console.print(
             f"[red]alert[/] {alert['rule']} ({alert['severity']}, {alert['action']}): {alert['message']}"
         )
-    if check.no_data:
+    if check.status == "no_data":
         console.print(
             f"[yellow]no data[/]: {check.n_rows} rows in the window (monitoring.min_rows = {cfg.monitoring.min_rows})"
         )
