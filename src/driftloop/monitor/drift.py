@@ -71,6 +71,8 @@ class ColumnDrift:
     """None when the column could not be tested (see `error`); such columns do not count in the share."""
     score_kind: str | None = None
     psi: float | None = None
+    psi_drift: bool | None = None
+    """PSI at or above the detector's `psi_threshold` (reported only; the verdict is `drift`)."""
     n_reference: int = 0
     n_current: int = 0
     error: str | None = None
@@ -87,6 +89,7 @@ class ColumnDrift:
             "drift": self.drift,
             "score_kind": self.score_kind,
             "psi": _finite_or_none(self.psi),
+            "psi_drift": self.psi_drift,
             "n_reference": self.n_reference,
             "n_current": self.n_current,
             "error": self.error,
@@ -221,6 +224,7 @@ class DriftDetector:
         out.threshold = test.default_threshold if override.threshold is None else override.threshold
         out.statistic, out.drift = test(ref, cur, out.threshold)
         out.psi = REGISTRY["psi"](ref, cur)[0] if test.name != "psi" else out.statistic
+        out.psi_drift = bool(out.psi >= self.psi_threshold)
         out.distribution = chart_distribution(ref, cur)
         return out
 

@@ -149,10 +149,12 @@ def _drift_table(drift: dict[str, Any]) -> str:
     rows = []
     for name, col in drift["columns"].items():
         css = {True: "drift", False: "ok", None: "na"}[col.get("drift")]
+        psi_css = ' class="drift"' if col.get("psi_drift") else ""
         rows.append(
             f'<tr class="{css}"><td>{html.escape(name)}</td><td>{col["kind"]}</td><td>{_fmt(col["method"])}</td>'
             f"<td>{_fmt(col['statistic'])}</td><td>{_fmt(col['threshold'])}</td><td>{_fmt(col['drift'])}</td>"
-            f"<td>{_fmt(col['psi'])}</td><td>{_fmt(col.get('error') or '')}</td></tr>"
+            f"<td{psi_css}>{_fmt(col['psi'])}</td>"
+            f"<td>{_fmt(col.get('error') or '')}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
 
