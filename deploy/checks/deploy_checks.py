@@ -290,10 +290,6 @@ def check_configs(deploy: Path) -> list[str]:
     return problems
 
 
-#: Written by the monitoring side; until it lands the stack's Prometheus has no rules, which is said, not hidden.
-PENDING = {"prometheus/alerts.yml"}
-
-
 def check_compose_mounts(compose_dir: Path, rendered: str) -> list[str]:
     """Bind-mounted files and folders must exist: `docker-compose config` does not look."""
     problems: list[str] = []
@@ -303,11 +299,7 @@ def check_compose_mounts(compose_dir: Path, rendered: str) -> list[str]:
             source = volume.get("source") if isinstance(volume, dict) else str(volume).split(":", 1)[0]
             kind = volume.get("type") if isinstance(volume, dict) else ("bind" if "/" in source else "volume")
             if kind == "bind" and source and not (compose_dir / source).exists():
-                path = (compose_dir / source).resolve()
-                if path.relative_to(compose_dir.parent).as_posix() in PENDING:
-                    print(f"NOTE service {name}: {path} does not exist yet")
-                else:
-                    problems.append(f"service {name}: bind mount source {source} does not exist")
+                problems.append(f"service {name}: bind mount source {source} does not exist")
     return problems
 
 

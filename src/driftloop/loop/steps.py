@@ -45,10 +45,15 @@ class MonitorOutcome:
 
 def monitor_step(stores: Stores, cfg: Config, *, now: datetime | None = None) -> MonitorOutcome:
     """One monitoring pass over the configured window (stored, logged to MLflow, alerts sent)."""
+    from driftloop.loop.alerts import evaluate_alerts
     from driftloop.monitor.check import run_check
 
     now = now or utcnow()
     check = run_check(stores, cfg, now=now)
+    try:
+        evaluate_alerts(stores, cfg, check, now=now)
+    except Exception:  # alerting is a side channel: a failure is logged, never a reason to stop the loop
+        log.exception("alert evaluation failed")
     signals = signals_from_check(check, cfg, now)
     if signals.no_data:
         summary = f"monitoring: no data ({signals.n_rows} rows in the window)"
