@@ -439,9 +439,10 @@ def write_results(args: argparse.Namespace, loads: list[Load], held: list, ready
         lines.append(f"| {server} | {workers} | {seconds:.2f} |")
     lines += [
         "",
-        "driftloop's ready time is with the compiled-model cache present (the usual restart). On a machine that never",
-        "compiled this model version, workers are ready just as fast on the LightGBM booster and swap in the compiled",
-        "trees once the background compile (tens of seconds, once per version and machine) is done.",
+        "Ready = the first /readyz 200 with every live worker's model loaded (driftloop), /ping 200 (MLflow). driftloop",
+        "does not wait for the tree compile to be ready: workers serve with the LightGBM booster and swap the compiled",
+        "trees in when the background compile (once per version and machine, then cached) is done; the load runs",
+        "above start only after that swap.",
         "",
         f"Prediction-log rows written by driftloop during the runs (champion + challenger arms): {logged:,}.",
         "",
