@@ -9,7 +9,7 @@ RUN := $(UV) run --frozen --no-sync
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 demo: bootstrap
 	$(RUN) driftloop demo

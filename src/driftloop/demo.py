@@ -42,7 +42,8 @@ DEMO_CONFIG: dict[str, Any] = {
     # LightGBM only: the quickest to search and, compiled, the fastest to serve on a busy laptop.
     "training": {"families": ["lightgbm"], "budget": {"trials": 12, "seconds": 20}, "cv_folds": 3, "seed": 7},
     "gate": {"recent_rows": 300, "bootstrap_resamples": 1000},
-    "serving": {"poll_seconds": 0.5, "log_flush_seconds": 0.5},
+    # At the demo's rate the booster is plenty; compiling trees would take CPU from the story on 2 cores.
+    "serving": {"poll_seconds": 0.5, "log_flush_seconds": 0.5, "compile_models": False},
     # Evidently's Wasserstein test is noisy on small windows: 400+ rows keep red wines from looking drifted.
     "monitoring": {"window": None, "last_rows": 500, "min_rows": 400},
     "loop": {

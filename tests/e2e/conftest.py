@@ -20,7 +20,7 @@ from tests.conftest import write_project
 
 FAST = {
     "training": {"budget": {"trials": 2, "seconds": None}, "cv_folds": 3, "families": ["lightgbm"]},
-    "serving": {"poll_seconds": 0.3, "log_flush_seconds": 0.3},
+    "serving": {"poll_seconds": 0.3, "log_flush_seconds": 0.3, "compile_models": False},
     "loop": {
         "interval_seconds": 1,
         "lease_seconds": 4,
