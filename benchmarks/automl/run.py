@@ -146,10 +146,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--colors", default="red,white")
     ap.add_argument("--seeds", default="42,0,1,2,3")
-    ap.add_argument("--budget-red", type=float, default=12.0, help="driftloop search seconds on red")
-    ap.add_argument("--budget-white", type=float, default=20.0, help="driftloop search seconds on white")
+    ap.add_argument(
+        "--budget-red", type=float, default=18.0, help="driftloop seconds (search + refit) on red"
+    )
+    ap.add_argument("--budget-white", type=float, default=30.0, help="driftloop seconds on white")
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--no-pycaret", action="store_true")
+    ap.add_argument(
+        "--pycaret-seeds",
+        default=None,
+        help="split seeds PyCaret runs on (default: all); it takes minutes a run",
+    )
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
     args = ap.parse_args()
     python = None if args.no_pycaret else ensure_pycaret()
@@ -162,7 +169,8 @@ def main() -> None:
             train, test = split(frame, seed)
             found = [run_driftloop(train, test, budget, args.trials, seed)]
             found += run_defaults(train, test)
-            if python is not None:
+            pycaret_seeds = args.pycaret_seeds.split(",") if args.pycaret_seeds else None
+            if python is not None and (pycaret_seeds is None or str(seed) in pycaret_seeds):
                 pc = run_pycaret(python, color, seed)
                 if pc:
                     found.append(pc)
