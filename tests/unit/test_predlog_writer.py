@@ -132,3 +132,20 @@ def test_unreadable_log_folder_keeps_rows_for_retry(tmp_path: Path) -> None:
     assert writer.flush() == 0 and writer.queued_rows == 2
     blocker.unlink()
     assert writer.flush() == 2 and count_rows(tmp_path, "predictions") == 2
+
+
+def test_versions_with_different_class_lists_are_logged_side_by_side(tmp_path: Path) -> None:
+    """A retrained model can know a class the old one never saw: its wider probabilities must not break a flush."""
+    from dataclasses import replace
+
+    writer = LogWriter(tmp_path, "predictions", flush_seconds=60, flush_rows=10_000).start()
+    writer.put(entry("old", 2))
+    wider = replace(
+        entry("new", 2, version="2"), proba=np.tile([[0.2, 0.5, 0.3]], (2, 1)), classes=("5", "7", "9")
+    )
+    writer.put(wider)
+    writer.close()
+    rows = sorted(read_log(tmp_path, "predictions").to_pylist(), key=lambda r: r["request_id"])
+    assert [r["request_id"] for r in rows] == ["new:0", "new:1", "old:0", "old:1"]
+    assert json.loads(rows[0]["probabilities"]) == {"5": 0.2, "7": 0.5, "9": 0.3}
+    assert json.loads(rows[2]["probabilities"]) == {"5": 0.25, "7": 0.75}

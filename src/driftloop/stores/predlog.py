@@ -110,7 +110,9 @@ class PredictionEntry:
         return len(self.labels)
 
     def schema_key(self) -> tuple[Any, ...]:
-        return ("p", self.feature_names, self.feature_kinds, self.proba is None)
+        # The class list is part of the key: two versions may know different classes (a retrained model can
+        # learn a class the old one never saw), and their probability matrices have different widths.
+        return ("p", self.feature_names, self.feature_kinds, self.proba is None, self.classes)
 
     @staticmethod
     def table(entries: Sequence[PredictionEntry]) -> pa.Table:
@@ -169,16 +171,11 @@ def _class_columns(
 ) -> tuple[pa.Array, pa.Array]:
     """Predicted label strings and the probabilities as JSON objects, built by Arrow kernels, not per row.
 
-    Entries of different model versions may order different class lists; rows are grouped by class list.
+    All entries share one class list: the writer groups entries by `schema_key`, which includes it.
     """
     import pyarrow.compute as pc
 
-    class_lists = [e.classes for e in entries]
-    if len(set(class_lists)) > 1:
-        tables = [PredictionEntry.table([e]) for e in entries]
-        merged = pa.concat_tables(tables)
-        return merged.column("prediction").combine_chunks(), merged.column("probabilities").combine_chunks()
-    classes = class_lists[0]
+    classes = entries[0].classes
     keys = np.asarray(classes, dtype=object)
     prediction = pa.array(keys[np.argmax(proba, axis=1)], type=pa.string())
     parts: list[Any] = []
