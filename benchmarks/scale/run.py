@@ -300,6 +300,8 @@ def main() -> None:
                         "logged": summary.logged,
                         "partitions": summary.partitions,
                         "peak_rss": peaks,
+                        "load": LOADS[-1],
+                        "restarts": RESTARTS[-1],
                     }
                 )
                 shutil.rmtree(out)
@@ -330,6 +332,8 @@ def main() -> None:
                         "dataset_drift": result.drift.dataset_drift,
                         "error_bounds": result.error_bounds,
                         "uncertain": result.uncertain,
+                        "load": LOADS[-1],
+                        "restarts": RESTARTS[-1],
                     }
                 )
     shutil.rmtree(stores.log_dir, ignore_errors=True)
@@ -416,7 +420,7 @@ def report(r: dict) -> str:
         "",
         "## Batch scoring (validate, predict, write Parquet, append to the prediction log)",
         "",
-        "| run | seconds | rows/s | peak memory per worker | load average at the end |",
+        "| run | seconds | rows/s | peak memory per worker | load average |",
         "|---|---:|---:|---|---:|",
     ]
     for run in sorted(r["runs"], key=lambda x: (x["task"], x["workers"])):
@@ -440,8 +444,8 @@ def report(r: dict) -> str:
         "",
         "## Drift (two passes of mergeable summaries) vs the in-memory engine",
         "",
-        "| reference | run | seconds | rows/s | peak memory per worker | dataset drift | verdicts equal to in-memory |",
-        "|---|---|---:|---:|---|---|---|",
+        "| reference | run | seconds | rows/s | peak memory per worker | load average | dataset drift | verdicts equal to in-memory |",
+        "|---|---|---:|---:|---|---:|---|---|",
     ]
     for key in ("drift-ref5000", "drift-ref1000"):
         exact = r["in_process"][key]
@@ -453,11 +457,11 @@ def report(r: dict) -> str:
                 f"| {key[9:]} rows | Dask, {run['workers']} worker(s) | {run['seconds']:.1f} | "
                 f"{run['rows'] / run['seconds']:,.0f} | "
                 + ", ".join(_mib(p) for p in run["peak_rss"])
-                + f" | {run['dataset_drift']} | {same}/{len(want)} columns |"
+                + f" | {run.get('load', float('nan')):.1f} | {run['dataset_drift']} | {same}/{len(want)} columns |"
             )
         lines.append(
             f"| {key[9:]} rows | in process, exact engine | {exact['seconds']:.1f} | {r['rows'] / exact['seconds']:,.0f} "
-            f"| {_mib(exact['peak_rss'])} (one process) | {exact['dataset_drift']} | (the yardstick) |"
+            f"| {_mib(exact['peak_rss'])} (one process) | | {exact['dataset_drift']} | (the yardstick) |"
         )
     lines += ["", "Per column (2 workers vs the exact in-memory engine):", ""]
     for key in ("drift-ref5000", "drift-ref1000"):
