@@ -39,13 +39,13 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def write_project(root: Path, data: Path = RED, **sections: dict) -> Path:
+def write_project(root: Path, data_file: Path = RED, **sections: dict) -> Path:
     """A driftloop.yaml in `root` for the wine data with small budgets; extra sections merge over it."""
     import yaml
 
     cfg: dict = {
         "project": {"name": "wine"},
-        "data": {"path": str(data), "target": "quality"},
+        "data": {"path": str(data_file), "target": "quality"},
         "training": {
             "budget": {"trials": 6, "seconds": None},
             "cv_folds": 3,

@@ -29,11 +29,11 @@ FAST = {
 }
 
 
-def make_project(root: Path, data: Path, **sections: dict) -> tuple[Config, Stores]:
+def make_project(root: Path, data_file: Path, **sections: dict) -> tuple[Config, Stores]:
     merged = {k: dict(v) for k, v in FAST.items()}
     for key, value in sections.items():
         merged.setdefault(key, {}).update(value)
-    path = write_project(root, data, **merged)
+    path = write_project(root, data_file, **merged)
     cfg = load_config(path)
     return cfg, open_stores(cfg)
 
@@ -78,13 +78,20 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 def drive(
-    url: str, frame: pd.DataFrame, until: Callable[[], bool], rate: float = 150.0, timeout: float = 150.0
+    url: str,
+    frame: pd.DataFrame,
+    until: Callable[[], bool] | None = None,
+    rate: float = 150.0,
+    timeout: float = 150.0,
 ) -> Traffic:
-    """Send rows with labels 0.5 s later until `until()` or the timeout; returns the traffic record."""
+    """Send rows with labels 0.5 s later: each row once, or cycling until `until()` or the timeout."""
     traffic = Traffic(url, rate=rate, feedback_delay=0.5).start()
     deadline = time.monotonic() + timeout
     try:
-        traffic.send(frame, "test", until=lambda: until() or time.monotonic() > deadline)
+        if until is None:
+            traffic.send(frame, "test")
+        else:
+            traffic.send(frame, "test", until=lambda: until() or time.monotonic() > deadline)
     finally:
         traffic.stop()
     return traffic
