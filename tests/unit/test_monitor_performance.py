@@ -32,7 +32,9 @@ def test_classification_metrics_match_a_hand_computation() -> None:
     assert low is not None and high is not None and low <= 4 / 6 <= high
     v2 = result.group("2", "challenger")
     assert v2 is not None and v2.metrics["accuracy"].value == 1.0
-    assert v2.metrics["f1_macro"].value == pytest.approx((1 + 1 + 0) / 3)  # absent class c scores 0, as the gate
+    assert v2.metrics["f1_macro"].value == pytest.approx(
+        (1 + 1 + 0) / 3
+    )  # absent class c scores 0, as the gate
     assert result.unknown_labels == 3 and result.n_labeled == 8
 
 
@@ -56,7 +58,12 @@ def test_binary_roc_auc_matches_sklearn() -> None:
 
 def test_regression_metrics_match_a_hand_computation() -> None:
     joined = pd.DataFrame(
-        {"model_version": "3", "arm": "champion", "label": [1.0, 2.0, 3.0, 4.0], "prediction": [1.5, 2.0, 2.0, 5.0]}
+        {
+            "model_version": "3",
+            "arm": "champion",
+            "label": [1.0, 2.0, 3.0, 4.0],
+            "prediction": [1.5, 2.0, 2.0, 5.0],
+        }
     )
     m = evaluate_performance(joined, task="regression").groups[0].metrics
     errors = np.array([0.5, 0.0, -1.0, 1.0])
