@@ -1,4 +1,5 @@
-"""Fixtures shared by every suite: wine data, a project folder, and a throwaway PostgreSQL database.
+"""Fixtures shared by every suite: wine data (the copy the package ships), a project folder, and a throwaway
+PostgreSQL database.
 
 The PostgreSQL fixture fails (never skips) when the server is unreachable: CI must prove the PostgreSQL path.
 """
@@ -14,7 +15,9 @@ import pandas as pd
 import pytest
 
 DATA_DIR = Path(
-    os.environ.get("DRIFTLOOP_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+    os.environ.get(
+        "DRIFTLOOP_TEST_DATA", Path(__file__).resolve().parents[1] / "src" / "driftloop" / "demodata"
+    )
 )
 RED = DATA_DIR / "winequality-red.csv"
 WHITE = DATA_DIR / "winequality-white.csv"

@@ -9,6 +9,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from driftloop.config import GateConfig
+from driftloop.metrics import score
 from driftloop.registry.gate import (
     EdgeInputCheck,
     LatencyCheck,
@@ -18,7 +19,6 @@ from driftloop.registry.gate import (
     run_gate,
 )
 from driftloop.stores.models import FeatureSpec, ModelBundle, ModelSpec
-from driftloop.train.metrics import score
 
 
 def test_paired_bootstrap_matches_a_hand_loop() -> None:

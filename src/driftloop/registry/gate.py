@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from driftloop.config import GateConfig
+from driftloop.metrics import higher_is_better, score, score_resamples
 from driftloop.stores.models import ModelBundle
-from driftloop.train.metrics import higher_is_better, score, score_resamples
 
 UNSEEN_CATEGORY = "__driftloop_unseen__"
 

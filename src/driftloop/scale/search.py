@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from driftloop.metrics import higher_is_better
 from driftloop.train import candidates
 from driftloop.train.candidates import FAMILY_ORDER, Problem
 from driftloop.train.cv import cross_validate, make_folds
-from driftloop.train.metrics import higher_is_better
 from driftloop.train.tuning import SearchResult, TrialRecord, leaderboard, resolve_workers
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from driftloop.metrics import score
 from driftloop.train import candidates
 from driftloop.train.candidates import Params, Problem
-from driftloop.train.metrics import score
 
 
 @dataclass

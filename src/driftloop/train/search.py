@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from driftloop.config import Config
 from driftloop.data.datasets import load_dataset
 from driftloop.errors import UserError
+from driftloop.metrics import all_scores
 from driftloop.registry import deployments
 from driftloop.registry.gate import GateReport, run_gate
 from driftloop.stores import Stores, open_stores
@@ -29,7 +30,6 @@ from driftloop.stores.models import ModelBundle, log_bundle
 from driftloop.stores.tracking import GATE_REPORT_ARTIFACT, REFERENCE_ARTIFACT
 from driftloop.train import record as rec
 from driftloop.train.candidates import for_serving
-from driftloop.train.metrics import all_scores
 from driftloop.train.prepare import Prepared, class_indices, prepare
 from driftloop.train.tuning import SearchResult, run_search
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from driftloop.metrics import higher_is_better
 from driftloop.train import candidates
 from driftloop.train.candidates import FAMILY_ORDER, Params, Problem
 from driftloop.train.cv import CVResult, cross_validate, make_folds
-from driftloop.train.metrics import higher_is_better
 
 FORESTS = ("random_forest", "extra_trees")
 
