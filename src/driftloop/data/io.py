@@ -19,6 +19,8 @@ def sniff_delimiter(path: Path, sample_bytes: int = 64 * 1024) -> str:
         sample = fh.read(sample_bytes)
     if not sample.strip():
         raise DataError(f"{path}: the file is empty")
+    # Whole lines only: a line cut off at the sample's end would confuse the sniffer.
+    sample = "\n".join(sample.splitlines()[:50])
     try:
         return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
@@ -35,9 +37,11 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
 def read_table(path: Path | str, fmt: str = "auto") -> pd.DataFrame:
     """Read a whole table. Raises DataError for a missing, empty or unreadable file."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():  # a folder of Parquet files, as Spark and Dask write them
+        fmt = "parquet"
+    elif not path.is_file():
         raise DataError(f"{path}: no such file")
-    if path.stat().st_size == 0:
+    elif path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
     kind = detect_format(path, fmt)
     try:

@@ -9,47 +9,20 @@ unless more than half of their non-null values are distinct (free text, which is
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pandas as pd
 
+from driftloop.data import io
 from driftloop.errors import DataError
 from driftloop.monitor.drift import CATEGORICAL, NUMERIC, ColumnOverride, ColumnSpec, DriftDetector
 
 INTEGER_CARDINALITY_LIMIT = 10
-SNIFF_BYTES = 64 * 1024
 
 
 def read_table(path: Path | str) -> pd.DataFrame:
     """A CSV (any common delimiter) or Parquet file as a DataFrame; DataError naming the file if unreadable."""
-    file = Path(path)
-    if not file.exists():
-        raise DataError(f"{file}: no such file")
-    suffix = file.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq") or file.is_dir():
-            return pd.read_parquet(file)
-        return pd.read_csv(file, sep=sniff_delimiter(file))
-    except DataError:
-        raise
-    except Exception as exc:  # pandas/pyarrow raise many types; the user needs the file name and the cause
-        raise DataError(
-            f"{file}: cannot read it as {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'}: {exc}"
-        ) from None
-
-
-def sniff_delimiter(file: Path) -> str:
-    with file.open("r", encoding="utf-8", errors="replace", newline="") as fh:
-        head = fh.read(SNIFF_BYTES)
-    if not head.strip():
-        raise DataError(f"{file}: the file is empty")
-    # Only the first lines: a cut-off last line would confuse the sniffer.
-    lines = head.splitlines()[:50]
-    try:
-        return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
-    except csv.Error:
-        return ","
+    return io.read_table(path)
 
 
 def infer_kind(series: pd.Series) -> str | None:
