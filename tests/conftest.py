@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -69,9 +70,8 @@ def project(tmp_path: Path) -> Path:
     return write_project(tmp_path)
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """URL of a fresh PostgreSQL database for this test session, dropped afterwards."""
+@contextmanager
+def _throwaway_database() -> Iterator[str]:
     import psycopg
 
     name = f"driftloop_test_{uuid.uuid4().hex[:10]}"
@@ -87,3 +87,17 @@ def pg_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a fresh PostgreSQL database for this test session, dropped afterwards."""
+    with _throwaway_database() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_fresh_url() -> Iterator[str]:
+    """URL of a PostgreSQL database of this test's own, dropped afterwards."""
+    with _throwaway_database() as url:
+        yield url
