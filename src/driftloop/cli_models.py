@@ -40,14 +40,42 @@ def train(
         int | None, typer.Option("--budget-trials", min=1, help="Search trial budget.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            help="Run the trials on a Dask cluster: tcp://host:8786, or 'local' for a local cluster "
+            "(default: scale.dask_scheduler / DRIFTLOOP_DASK_SCHEDULER, else in this process).",
+        ),
+    ] = None,
 ) -> None:
     """Search model families on a dataset version, register the best, and gate it against the champion."""
     from driftloop.train.search import train as run_train
 
     st = _stores(ctx)
-    result = run_train(
-        st.cfg, data, budget_seconds, progress, budget_trials=budget_trials, stores=st, console=console
-    )
+    if dask is None and not st.cfg.scale.dask_scheduler:
+        result = run_train(
+            st.cfg, data, budget_seconds, progress, budget_trials=budget_trials, stores=st, console=console
+        )
+    else:
+        from functools import partial
+
+        from driftloop.scale.cluster import dask_client, resolve_address
+        from driftloop.scale.search import distributed_search
+
+        address = None if dask == "local" else resolve_address(dask, st.cfg.scale.dask_scheduler)
+        with dask_client(address) as client:
+            console.print(f"trials on the Dask cluster at {client.scheduler.address}")
+            result = run_train(
+                st.cfg,
+                data,
+                budget_seconds,
+                progress,
+                budget_trials=budget_trials,
+                stores=st,
+                console=console,
+                search_fn=partial(distributed_search, client),
+            )
     role = "champion" if result.champion else "challenger" if result.challenger else "registered only"
     metric = result.metric
     console.print(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,11 +97,14 @@ def train(
     recent: pd.DataFrame | None = None,
     force: bool = False,
     console: Console | None = None,
+    search_fn: Callable[..., SearchResult] | None = None,
 ) -> TrainResult:
     """Train, log, gate and register one model version of the project. See the module docstring.
 
     `recent`: labeled production rows (features + target) the gate scores both models on as well.
     `force`: a test override that passes the gate whatever it finds; the report records it.
+    `search_fn`: runs the search (default: in this process); `scale.search.distributed_search` bound to a
+    Dask client spreads the trials over a cluster with the same arguments and result.
     """
     started = time.perf_counter()
     console = console or Console(stderr=True)
@@ -121,7 +125,18 @@ def train(
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{record.version}") as run:
         run_id = run.info.run_id
         _log_lineage(cfg, prep, record, frame, trials, seconds)
-        search = _search(cfg, prep, trials, seconds, progress, console, client, experiment_id, run_id)
+        search = _search(
+            cfg,
+            prep,
+            trials,
+            seconds,
+            progress,
+            console,
+            client,
+            experiment_id,
+            run_id,
+            search_fn or run_search,
+        )
         estimator, flavor = for_serving(search.best.family, search.estimator)
         spec = _with_family(prep, search.best.family)
         bundle = ModelBundle(spec=spec, estimator=estimator, flavor=flavor)  # type: ignore[arg-type]
@@ -265,6 +280,7 @@ def _search(
     client: Any,
     experiment_id: str,
     run_id: str,
+    search_fn: Callable[..., SearchResult],
 ) -> SearchResult:
     metric = prep.spec.metric
     columns = [
@@ -281,7 +297,7 @@ def _search(
             text = f"best {best.family} {metric} {best.cv.mean:.4f}" if best is not None else ""
             bar.update(task, completed=done, description=text)
 
-        return run_search(
+        return search_fn(
             prep.X,
             prep.y,
             prep.problem,
