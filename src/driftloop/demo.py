@@ -49,7 +49,8 @@ DEMO_CONFIG: dict[str, Any] = {
     "loop": {
         "interval_seconds": 2,
         "lease_seconds": 10,
-        "triggers": [{"kind": "dataset_drift", "cooldown_seconds": 600}],
+        # A short cool-down: if the first challenger fails the gate, the next try has seen more white wine.
+        "triggers": [{"kind": "dataset_drift", "cooldown_seconds": 15}],
         "retrain": {"min_labeled_rows": 300},
         "rollout": {
             "steps": [0.1, 0.5, 1.0],

@@ -18,7 +18,11 @@ def test_regression_target_goes_round_the_loop(
         RED,
         data={"task": "regression"},
         monitoring={"window": None, "last_rows": 400, "min_rows": 300},
-        loop={"triggers": [{"kind": "dataset_drift"}], "retrain": {"min_labeled_rows": 200}},
+        # A challenger that fails the gate early (little white wine seen yet) is retried 5 s later with more.
+        loop={
+            "triggers": [{"kind": "dataset_drift", "cooldown_seconds": 5}],
+            "retrain": {"min_labeled_rows": 600},
+        },
         gate={"recent_rows": 200},
     )
     champion = train_on(cfg, stores, red, "red wines")
