@@ -314,18 +314,20 @@ def run_demo(
         drift_started = time.time()
         console.print("[bold]white wines[/] from now on")
         deadline = time.monotonic() + timeout
-        state: dict[str, float | None] = {"promoted_n": None}
+        # The last `after_promotion` white wines are held back: never served before the promotion, so never in
+        # a retraining set, they measure the new champion honestly.
+        stream, held_back = white.iloc[:-after_promotion], white.iloc[-after_promotion:]
 
-        def done() -> bool:
+        def promoted() -> bool:
             nonlocal promoted_at
             if promoted_at is None and timeline.has("promoted", after=drift_started or 0):
                 promoted_at = time.time()
-                state["promoted_n"] = len(traffic.served)
-            if state["promoted_n"] is not None:
-                return len(traffic.served) - state["promoted_n"] >= after_promotion
-            return time.monotonic() > deadline
+            return promoted_at is not None or time.monotonic() > deadline
 
-        traffic.send(white, "white", until=done)
+        traffic.send(stream, "white", until=promoted)
+        if promoted_at is not None:
+            console.print(f"[bold]{len(held_back)} white wines held back until now[/], for an honest 'after'")
+            traffic.send(held_back, "held-back")
         stop_polling.set()
         poller.join()
     finally:
@@ -336,9 +338,9 @@ def run_demo(
     timeline.poll()
 
     final = stores.metadata.get_deployment(cfg.project.name).champion or first
-    white_rows = [r for r in traffic.served if r.phase == "white" and r.status == 200]
-    before = [r for r in white_rows if r.version == first and (promoted_at is None or r.at < promoted_at)]
-    after = [r for r in white_rows if promoted_at is not None and r.at >= promoted_at and r.version == final]
+    ok = [r for r in traffic.served if r.status == 200]
+    before = [r for r in ok if r.phase == "white" and r.version == first]
+    after = [r for r in ok if r.phase == "held-back" and r.version == final]
     report = _final_report(stores, cfg, folder)
     summary = DemoSummary(
         folder=folder,
@@ -380,7 +382,10 @@ def _print_summary(console: Console, s: DemoSummary, elapsed: float) -> None:
         f"model v{s.first_version} (red wines) -> v{s.final_version}"
         + ("" if s.promoted else " [red](no promotion)[/]")
     )
-    console.print(f"accuracy on white wines: before {pct(s.accuracy_before)}, after {pct(s.accuracy_after)}")
+    console.print(
+        f"accuracy on white wines: before {pct(s.accuracy_before)} (old champion), "
+        f"after {pct(s.accuracy_after)} (new champion, on white wines it never saw)"
+    )
     if s.drift_to_promotion_seconds is not None:
         console.print(
             f"time from the first white wine to full promotion: {s.drift_to_promotion_seconds:.1f}s"
