@@ -8,7 +8,7 @@ from typing import Any
 
 from driftloop.errors import NotFoundError
 from driftloop.stores import Stores
-from driftloop.stores.predlog import log_files, log_glob
+from driftloop.stores.predlog import log_files, log_source
 
 
 @dataclass
@@ -35,7 +35,7 @@ def _one_row(log_dir: object, kind: str, request_id: str, order: str) -> dict[st
     import duckdb
 
     sql = (
-        f"SELECT * FROM read_parquet('{log_glob(log_dir, kind)}', hive_partitioning=false, union_by_name=true) "  # type: ignore[arg-type]
+        f"SELECT * FROM {log_source(log_dir, kind)} "  # type: ignore[arg-type]
         f"WHERE request_id = ? ORDER BY {order} LIMIT 1"
     )
     with duckdb.connect() as con:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from driftloop.loop.rollout import ArmStats
-from driftloop.stores.predlog import log_files, log_glob
+from driftloop.stores.predlog import latest_labels_sql, log_files, log_source
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +68,8 @@ def arm_stats(
         return empty, empty
     import duckdb
 
-    preds = f"read_parquet('{log_glob(log_dir, 'predictions')}', hive_partitioning=false, union_by_name=true)"
+    preds = log_source(log_dir, "predictions")
     have_fb = bool(log_files(log_dir, "feedback"))
-    fbs = f"read_parquet('{log_glob(log_dir, 'feedback')}', hive_partitioning=false, union_by_name=true)"
     per_row = (
         "abs(p.prediction - fb.label)"
         if regression
@@ -80,7 +79,7 @@ def arm_stats(
         f"""
         , lab AS (
             SELECT p.arm, {per_row} AS score
-            FROM served p JOIN (SELECT request_id, arg_max(label, ts) AS label FROM {fbs} GROUP BY request_id) fb
+            FROM served p JOIN ({latest_labels_sql(log_dir)}) fb
             USING (request_id))
         SELECT arm, count(*), avg(score), stddev_samp(score) FROM lab GROUP BY arm
         """

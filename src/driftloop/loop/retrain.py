@@ -21,7 +21,7 @@ from driftloop.errors import DataError
 from driftloop.stores import Stores
 from driftloop.stores.metadata import DatasetRecord, utcnow
 from driftloop.stores.models import ModelSpec
-from driftloop.stores.predlog import log_files, log_glob
+from driftloop.stores.predlog import latest_labels_sql, log_files, log_source
 
 
 def labeled_production_rows(
@@ -32,8 +32,7 @@ def labeled_production_rows(
         return pd.DataFrame(columns=["ts", *spec.feature_names, spec.target])
     import duckdb
 
-    preds = f"read_parquet('{log_glob(log_dir, 'predictions')}', hive_partitioning=false, union_by_name=true)"
-    fbs = f"read_parquet('{log_glob(log_dir, 'feedback')}', hive_partitioning=false, union_by_name=true)"
+    preds = log_source(log_dir, "predictions")
     where = "p.arm <> 'shadow'"
     params: list[object] = []
     if since is not None:
@@ -41,7 +40,7 @@ def labeled_production_rows(
         params.append(since)
     # The latest label wins when a request got feedback twice; one row per request id.
     sql = f"""
-        WITH fb AS (SELECT request_id, arg_max(label, ts) AS label FROM {fbs} GROUP BY request_id),
+        WITH fb AS ({latest_labels_sql(log_dir)}),
              p AS (SELECT * FROM {preds} QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY ts) = 1)
         SELECT p.ts, unnest(p.features), fb.label AS __label
         FROM p JOIN fb USING (request_id)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from driftloop.stores.predlog import latest_labels_sql, log_files, log_source
+
 META_COLUMNS = ("request_id", "ts", "model_version", "arm", "prediction", "probabilities")
 
 
@@ -24,15 +26,6 @@ class Window:
     start: datetime | None
     end: datetime | None
     feature_columns: list[str]
-
-
-def _files(log_dir: Path, kind: str) -> list[Path]:
-    return sorted(p for p in (log_dir / kind).glob("date=*/*.parquet") if not p.name.startswith("."))
-
-
-def _source(log_dir: Path, kind: str) -> str:
-    glob = (log_dir / kind / "date=*" / "*.parquet").as_posix().replace("'", "''")
-    return f"read_parquet('{glob}', union_by_name=true, hive_partitioning=false)"
 
 
 def read_window(
@@ -46,7 +39,7 @@ def read_window(
     """Served predictions of `model_name` with start <= ts < end, or the last `last` of them."""
     import duckdb
 
-    if not _files(log_dir, "predictions"):
+    if not log_files(log_dir, "predictions"):
         return Window(pd.DataFrame(columns=list(META_COLUMNS)), start, end, [])
     where, params = ["model_name = ?", "arm <> 'shadow'"], [model_name]
     if start is not None:
@@ -55,7 +48,7 @@ def read_window(
     if end is not None:
         where.append("ts < ?")
         params.append(end)
-    sql = f"SELECT request_id, ts, model_version, arm, prediction, probabilities, unnest(features) FROM {_source(log_dir, 'predictions')} WHERE {' AND '.join(where)}"
+    sql = f"SELECT request_id, ts, model_version, arm, prediction, probabilities, unnest(features) FROM {log_source(log_dir, 'predictions')} WHERE {' AND '.join(where)}"
     if last is not None:
         sql += f" ORDER BY ts DESC LIMIT {int(last)}"
     with duckdb.connect() as con:
@@ -74,7 +67,7 @@ def read_labeled(
     number of feedback rows in that span whose request id matches no prediction anywhere in the log."""
     import duckdb
 
-    if not _files(log_dir, "predictions") or not _files(log_dir, "feedback"):
+    if not log_files(log_dir, "predictions") or not log_files(log_dir, "feedback"):
         return pd.DataFrame(
             columns=["request_id", "model_version", "arm", "prediction", "probabilities", "label"]
         ), 0
@@ -85,11 +78,11 @@ def read_labeled(
     if end is not None:
         span.append("ts < ?")
         params.append(end)
-    preds, fb = _source(log_dir, "predictions"), _source(log_dir, "feedback")
+    preds, fb = log_source(log_dir, "predictions"), log_source(log_dir, "feedback")
     joined_sql = f"""
         WITH p AS (SELECT request_id, model_version, arm, prediction, probabilities FROM {preds}
                    WHERE model_name = ? AND {" AND ".join(span)}),
-             f AS (SELECT request_id, arg_max(label, ts) AS label FROM {fb} GROUP BY request_id)
+             f AS ({latest_labels_sql(log_dir)})
         SELECT p.*, f.label FROM p JOIN f USING (request_id)"""
     unknown_sql = f"""
         SELECT count(*) FROM {fb} WHERE {" AND ".join(span)}

@@ -28,6 +28,14 @@ log = logging.getLogger(__name__)
 
 STRATEGIES = ("single", "ab", "canary", "shadow", "bluegreen")
 MAX_ATTEMPTS = 5
+#: What promote and rollback both leave behind: the champion alone, at full traffic.
+NO_CHALLENGER: dict[str, Any] = {
+    "challenger": None,
+    "strategy": "single",
+    "challenger_weight": 0.0,
+    "rollout_step": None,
+    "step_started_at": None,
+}
 
 Plan = Callable[[Deployment], dict[str, Any]]
 
@@ -270,14 +278,7 @@ def promote(
             raise UserError("no challenger to promote: a model must pass the gate first")
         if version is not None and str(version) != state.challenger:
             raise UserError(f"v{version} is not the challenger (the challenger is v{state.challenger})")
-        return {
-            "champion": state.challenger,
-            "challenger": None,
-            "strategy": "single",
-            "challenger_weight": 0.0,
-            "rollout_step": None,
-            "step_started_at": None,
-        }
+        return {"champion": state.challenger, **NO_CHALLENGER}
 
     return _transition(
         stores, "promoted", plan, reason=reason, actor=actor, evidence=evidence, expected=expected,
@@ -298,13 +299,7 @@ def rollback(
     def plan(state: Deployment) -> dict[str, Any]:
         if state.challenger is None:
             raise UserError("nothing to roll back: only the champion is deployed")
-        return {
-            "challenger": None,
-            "strategy": "single",
-            "challenger_weight": 0.0,
-            "rollout_step": None,
-            "step_started_at": None,
-        }
+        return dict(NO_CHALLENGER)
 
     return _transition(
         stores, "rolled_back", plan, reason=reason or "rollback", actor=actor,

@@ -366,8 +366,19 @@ def _safe(text: str) -> str:
 
 
 def log_glob(log_dir: Path | str, kind: LogKind) -> str:
-    """The glob DuckDB reads: `read_parquet(glob, hive_partitioning=true, union_by_name=true)`."""
+    """The glob of a log's complete files (temp files are hidden and end otherwise)."""
     return (Path(log_dir) / kind / "date=*" / "*.parquet").as_posix()
+
+
+def log_source(log_dir: Path | str, kind: LogKind) -> str:
+    """The DuckDB table expression every reader of a log uses (files of any schema version, by column name)."""
+    glob = log_glob(log_dir, kind).replace("'", "''")
+    return f"read_parquet('{glob}', hive_partitioning=false, union_by_name=true)"
+
+
+def latest_labels_sql(log_dir: Path | str) -> str:
+    """One row per request id with its latest feedback label: a request labeled twice counts once."""
+    return f"SELECT request_id, arg_max(label, ts) AS label FROM {log_source(log_dir, 'feedback')} GROUP BY request_id"
 
 
 def log_files(log_dir: Path | str, kind: LogKind) -> list[Path]:
@@ -380,7 +391,7 @@ def read_log(log_dir: Path | str, kind: LogKind, *, where: str | None = None) ->
         return pa.table({})
     import duckdb
 
-    sql = f"SELECT * FROM read_parquet('{log_glob(log_dir, kind)}', hive_partitioning=false, union_by_name=true)"
+    sql = f"SELECT * FROM {log_source(log_dir, kind)}"
     if where:
         sql += f" WHERE {where}"
     with duckdb.connect() as con:
@@ -395,7 +406,7 @@ def count_rows(log_dir: Path | str, kind: LogKind, *, where: str | None = None) 
         return 0
     import duckdb
 
-    sql = f"SELECT count(*) FROM read_parquet('{log_glob(log_dir, kind)}', hive_partitioning=false, union_by_name=true)"
+    sql = f"SELECT count(*) FROM {log_source(log_dir, kind)}"
     if where:
         sql += f" WHERE {where}"
     with duckdb.connect() as con:
