@@ -8,7 +8,7 @@ from typing import Any
 
 from driftloop.errors import NotFoundError
 from driftloop.stores import Stores
-from driftloop.stores.predlog import log_files, log_source
+from driftloop.stores.predlog import read_log
 
 
 @dataclass
@@ -29,24 +29,18 @@ class Explanation:
         }
 
 
-def _one_row(log_dir: object, kind: str, request_id: str, order: str) -> dict[str, Any] | None:
-    if not log_files(log_dir, kind):  # type: ignore[arg-type]
-        return None
-    import duckdb
-
-    sql = (
-        f"SELECT * FROM {log_source(log_dir, kind)} "  # type: ignore[arg-type]
-        f"WHERE request_id = ? ORDER BY {order} LIMIT 1"
-    )
-    with duckdb.connect() as con:
-        rows = con.execute(sql, [request_id]).fetch_arrow_table().to_pylist()
-    return rows[0] if rows else None
+def _rows(log_dir: object, kind: str, request_id: str) -> list[dict[str, Any]]:
+    """Every row of a log for one request id (quoted for SQL: it is the user's input)."""
+    quoted = request_id.replace("'", "''")
+    return read_log(log_dir, kind, where=f"request_id = '{quoted}'").to_pylist()  # type: ignore[arg-type]
 
 
 def explain(stores: Stores, request_id: str) -> Explanation:
     """Walk one served prediction back to its model version, training run and training data."""
     # The served row, not the shadow copy: "champion"/"challenger" sort before "shadow".
-    served = _one_row(stores.log_dir, "predictions", request_id, "arm, ts")
+    served = min(
+        _rows(stores.log_dir, "predictions", request_id), key=lambda r: (r["arm"], r["ts"]), default=None
+    )
     if served is None:
         raise NotFoundError(f"request id {request_id!r} is not in the prediction log at {stores.log_dir}")
     version = stores.tracking.get_version(served["model_version"])
@@ -56,7 +50,7 @@ def explain(stores: Stores, request_id: str) -> Explanation:
     if data_version:
         rec = stores.metadata.get_dataset(data_version)
         data |= {"digest": rec.digest, "source": rec.source, "rows": rec.n_rows, "parents": rec.parents}
-    feedback = _one_row(stores.log_dir, "feedback", request_id, "ts DESC")
+    feedback = max(_rows(stores.log_dir, "feedback", request_id), key=lambda r: r["ts"], default=None)
     return Explanation(
         request_id=request_id,
         served={k: served[k] for k in ("ts", "model_version", "arm", "source", "prediction", "latency_ms")}

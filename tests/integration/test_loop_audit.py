@@ -1,0 +1,52 @@
+"""The auditor's answers: `explain` walks a logged prediction back to its model, run and data digest;
+`history` says who served which share and why."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from driftloop.loop.audit import explain, traffic_history
+from driftloop.registry import deployments
+from driftloop.stores.predlog import FeedbackEntry, LogWriter, PredictionEntry, now_us
+from tests.conftest import RED
+from tests.e2e.conftest import make_project, train_on
+
+
+def test_explain_and_history(tmp_path: Path, red: pd.DataFrame) -> None:
+    cfg, stores = make_project(tmp_path, RED)
+    champion = train_on(cfg, stores, red, "red wines")
+    challenger = train_on(cfg, stores, red.sample(frac=1.0, random_state=3), "reshuffled", force=True)
+    deployments.start_canary(stores, challenger, weight=0.1, reason="test canary")
+    deployments.rollback(stores, reason="test rollback")
+
+    bundle = stores.tracking.load_bundle(champion)
+    names = tuple(bundle.spec.feature_names)
+    row = red.iloc[0]
+    writer = LogWriter(stores.log_dir, "predictions").start()
+    writer.put(
+        PredictionEntry(
+            request_id="req-1", batch=False, ts_us=now_us(), model_name=cfg.project.name,
+            model_version=champion, arm="champion", source="online", feature_names=names,
+            feature_kinds=("numeric",) * len(names), columns=[np.array([row[n]]) for n in names],
+            labels=[5], proba=np.full((1, len(bundle.spec.classes)), 1 / len(bundle.spec.classes)),
+            classes=tuple(str(c) for c in bundle.spec.classes), latency_ms=1.0,
+        )
+    )  # fmt: skip
+    writer.close()
+    feedback = LogWriter(stores.log_dir, "feedback").start()
+    feedback.put(FeedbackEntry(request_ids=["req-1"], labels=["6"], regression=False, ts_us=now_us()))
+    feedback.close()
+
+    answer = explain(stores, "req-1").to_dict()
+    record = stores.metadata.get_dataset(answer["data"]["version"])
+    assert answer["model"]["version"] == champion
+    assert answer["model"]["run_id"] == stores.tracking.get_version(champion).run_id
+    assert answer["data"]["digest"] == record.digest and record.source == "red wines"
+    assert answer["feedback"]["label"] == "6"
+
+    rows = traffic_history(stores)
+    assert [r["strategy"] for r in rows] == ["single", "single", "canary", "single"]
+    canary = rows[2]
+    assert canary["challenger"] == challenger and canary["challenger_share"] == 0.1
+    assert rows[-1]["reason"] == "test rollback" and rows[-1]["challenger"] is None
