@@ -14,7 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
-from driftloop.serve.pool import compile_loaded, load_model
+from driftloop.serve.pool import ModelPool, compile_loaded, load_model
+from driftloop.stores.metadata import Deployment
 from driftloop.stores.predlog import count_rows, log_files
 from tests.integration import serve_support
 from tests.integration.serve_support import ServerProcess, WineModels
@@ -125,8 +126,10 @@ def test_metrics_add_up_across_two_workers(wine_models: WineModels, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_compiled_model_answers_like_the_booster(wine_models: WineModels) -> None:
-    folder = wine_models.root / "cache" / "models" / "wine" / "1"
+def test_compiled_model_answers_like_the_booster(wine_models: WineModels, tmp_path: Path) -> None:
+    from driftloop.stores.tracking import TrackingStore
+
+    folder = TrackingStore.from_config(wine_models.config(tmp_path / "logs")).model_dir("1")
     native = load_model("1", folder, unknown_fields="reject", max_rows=10_000)
     fast = compile_loaded(native)
     assert fast is not None and fast.compiled and not native.compiled
@@ -139,3 +142,8 @@ def test_compiled_model_answers_like_the_booster(wine_models: WineModels) -> Non
     again = load_model("1", folder, unknown_fields="reject", max_rows=10_000, use_compiled=True)
     assert again.compiled
     np.testing.assert_allclose(again.bundle.predict_matrix(X).proba, want.proba, rtol=1e-9, atol=1e-12)
+    # So does the pool of a (re)started worker: its first state already predicts with compiled trees.
+    pool = ModelPool(
+        "wine", lambda: Deployment("wine", revision=1, champion="1"), lambda _: folder, compile_models=True
+    )
+    assert pool.refresh() and pool.state is not None and pool.state.champion.compiled

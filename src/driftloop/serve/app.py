@@ -101,6 +101,8 @@ class Service:
 
     def stop(self) -> None:
         self.pool.stop()
+        self.batcher.close()
+        self.shadow_batcher.close()
         for writer in self.writers.values():
             writer.close()
         Metrics.mark_process_dead()

@@ -163,7 +163,7 @@ def _repeat(values: list[str], counts: np.ndarray) -> pa.Array:
     """A string column of per-entry values repeated per row, dictionary-style (cheap for few distinct)."""
     distinct = sorted(set(values))
     codes = np.repeat(np.asarray([distinct.index(v) for v in values], dtype=np.int32), counts)
-    return pa.array(np.asarray(distinct, dtype=object)[codes], type=pa.string())
+    return pa.DictionaryArray.from_arrays(codes, pa.array(distinct, type=pa.string())).cast(pa.string())
 
 
 def _class_columns(
