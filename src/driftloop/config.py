@@ -29,6 +29,7 @@ ENV_SHORTCUTS = {
     "DRIFTLOOP_TRACKING_URI": ("stores", "tracking_uri"),
     "DRIFTLOOP_HOME": ("stores", "root"),
     "DRIFTLOOP_ADMIN_TOKEN": ("serving", "admin_token"),
+    "DRIFTLOOP_ADMIN_TOKEN_PREVIOUS": ("serving", "admin_token_previous"),
     "DRIFTLOOP_DASK_SCHEDULER": ("scale", "dask_scheduler"),
 }
 
@@ -142,6 +143,9 @@ class ServingConfig(Section):
     workers: int = Field(1, ge=1)
     admin_token: str | None = None
     """None: the admin endpoints are off (404), never open."""
+    admin_token_previous: str | None = None
+    """Also accepted while a token is rotated: deploy the new token with the old one here, move the clients
+    over, then deploy again without it. Ignored when `admin_token` is not set."""
     poll_seconds: float = Field(2.0, gt=0)
     max_body_bytes: int = Field(1 << 20, gt=0)
     max_rows_per_request: int = Field(10_000, gt=0)

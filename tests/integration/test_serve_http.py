@@ -293,4 +293,24 @@ def test_admin_endpoints_need_the_token(wine_models: WineModels, tmp_path: Path)
         while client.get("/v1/deployment").json()["challenger"] is not None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert client.post("/v1/predict", json=wine_models.records(1)[0]).json()["arm"] == "champion"
+
+
+def test_admin_token_rotation_accepts_the_previous_token_until_it_is_dropped(
+    wine_models: WineModels, tmp_path: Path
+) -> None:
+    wine_models.deploy(champion="1", challenger="2", strategy="ab", challenger_weight=0.1)
+    change = {"strategy": "ab", "challenger_weight": 0.2}
+    rotating = wine_models.config(
+        tmp_path, compile_models=False, admin_token="new-token", admin_token_previous=TOKEN
+    )
+    with ServerThread(rotating) as server:
+        client = httpx.Client(base_url=server.base)
+        for token, status in ((TOKEN, 200), ("new-token", 200), ("other", 403), (f"{TOKEN}x", 403)):
+            r = client.post("/v1/admin/deployment", json=change, headers={"authorization": f"Bearer {token}"})
+            assert r.status_code == status, (token, r.text)
+    rotated = wine_models.config(tmp_path, compile_models=False, admin_token="new-token")
+    with ServerThread(rotated) as server:
+        client = httpx.Client(base_url=server.base)
+        old = client.post("/v1/admin/deployment", json=change, headers={"authorization": f"Bearer {TOKEN}"})
+        assert old.status_code == 403
         assert "/v1/admin/rollback" in client.get("/openapi.json").json()["paths"]

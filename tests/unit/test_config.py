@@ -35,12 +35,14 @@ def test_environment_overrides(tmp_path: Path) -> None:
         "DRIFTLOOP_TRAINING__BUDGET__SECONDS": "30",
         "DRIFTLOOP_DATABASE_URL": "postgresql://u@h/db",
         "DRIFTLOOP_ADMIN_TOKEN": "s3cret",
+        "DRIFTLOOP_ADMIN_TOKEN_PREVIOUS": "old",
     }
     cfg = config_from_dict({"data": {"target": "y"}}, environ=env)
     assert cfg.training.budget.seconds == 30
     assert cfg.stores.resolved_database_url() == "postgresql://u@h/db"
     assert cfg.stores.resolved_tracking_uri() == "postgresql://u@h/db"  # one setting moves both
     assert cfg.serving.admin_token == "s3cret"
+    assert cfg.serving.admin_token_previous == "old"
 
 
 def test_bad_environment_override_names_the_key() -> None:

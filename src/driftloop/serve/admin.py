@@ -24,14 +24,21 @@ class AuthResult:
     message: str
 
 
-def check_bearer(header: str | None, token: str) -> AuthResult | None:
-    """None when `Authorization: Bearer <token>` matches (constant-time); else 401 (absent) or 403 (wrong)."""
+def check_bearer(header: str | None, *tokens: str | None) -> AuthResult | None:
+    """None when `Authorization: Bearer <token>` matches one of `tokens` (the current one and, during a
+    rotation, the previous one); else 401 (absent) or 403 (wrong).
+
+    Every token is compared, in constant time, whatever the first comparison says: how long the check takes
+    tells nothing about which token, or how much of one, was right.
+    """
     if not header:
         return AuthResult(401, "admin endpoints need an Authorization: Bearer <token> header")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         return AuthResult(401, "the Authorization header must be 'Bearer <token>'")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    offered = given.strip().encode()
+    matches = [hmac.compare_digest(offered, t.encode()) for t in tokens if t]
+    if not any(matches):
         return AuthResult(403, "wrong admin token")
     return None
 

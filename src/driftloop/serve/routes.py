@@ -166,7 +166,9 @@ def add_routes(app: FastAPI, service: Service) -> None:
         return  # no token configured: the admin endpoints do not exist (404), they are never open
 
     async def guarded(request: Request, model: type[BaseModel]) -> BaseModel:
-        denied = admin.check_bearer(request.headers.get("authorization"), token)
+        denied = admin.check_bearer(
+            request.headers.get("authorization"), token, service.cfg.serving.admin_token_previous
+        )
         if denied is not None:
             headers = {"WWW-Authenticate": "Bearer"} if denied.status == 401 else None
             raise _Denied(denied.status, denied.message, headers)
