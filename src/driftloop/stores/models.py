@@ -7,13 +7,19 @@ estimator's native predict.
 
 On disk a bundle is an MLflow model in its flavor's native, pickle-free format (LightGBM booster text,
 scikit-learn through skops with an explicit trusted-type list); the spec rides in the MLmodel `metadata`.
-`load_bundle_dir` reads one without importing MLflow, which keeps server start-up fast.
+An ensemble (flavor `ensemble`) is a weighted average of such models: each member in its own native file
+plus `ensemble.json` (members, flavors, weights, skops trusted types) in the model's `data/ensemble/`
+folder, logged as an MLflow `python_function` model whose loader is this module (no pickle either).
+`load_bundle_dir` reads any of them without importing MLflow, which keeps server start-up fast.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +30,10 @@ import yaml
 from driftloop.errors import DataError
 
 SPEC_KEY = "driftloop"
+ENSEMBLE_DIR = "ensemble"
+"""The folder (inside the MLflow model's `data/`) holding an ensemble's members and `ensemble.json`."""
+ENSEMBLE_FILE = "ensemble.json"
+Flavor = Literal["lightgbm", "sklearn", "ensemble"]
 
 
 @dataclass(frozen=True)
@@ -169,13 +179,79 @@ class Prediction:
     """(n, k) in `spec.classes` order; None for regression."""
 
 
+def native_output(flavor: str, estimator: Any, X: np.ndarray, task: str) -> np.ndarray:
+    """One native model's output on the encoded matrix: (n, k) class probabilities, or (n,) values."""
+    if flavor == "lightgbm":
+        raw = estimator.predict(X)
+        if task == "regression":
+            return np.asarray(raw, dtype=np.float64)
+        return np.column_stack([1.0 - raw, raw]) if task == "binary" else np.asarray(raw)
+    if task == "regression":
+        return np.asarray(estimator.predict(X), dtype=np.float64)
+    return np.asarray(estimator.predict_proba(X))
+
+
+@dataclass(frozen=True)
+class EnsembleMember:
+    """One model of an ensemble: a native estimator (LightGBM Booster or scikit-learn) and its weight."""
+
+    estimator: Any
+    flavor: Literal["lightgbm", "sklearn"]
+    weight: float
+    family: str = ""
+    trial: int | None = None
+    """The search trial it came from (for the record)."""
+
+
+class Ensemble:
+    """A weighted average of the members' probabilities (or values): what ensemble selection chose.
+
+    It answers like a fitted scikit-learn estimator (`predict_proba`, `predict`, `classes_` = class
+    indices), so the trainer scores it like any candidate.
+    """
+
+    def __init__(self, members: Sequence[EnsembleMember], task: str, n_classes: int) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        total = float(sum(m.weight for m in members))
+        if not total > 0:
+            raise ValueError("ensemble weights must sum to a positive number")
+        self.members = list(members)
+        self.task = task
+        self.n_classes = n_classes
+        self.weights = np.asarray([m.weight / total for m in members], dtype=np.float64)
+        self.classes_ = np.arange(n_classes)
+
+    def _average(self, X: np.ndarray) -> np.ndarray:
+        out: np.ndarray | None = None
+        for member, weight in zip(self.members, self.weights, strict=True):
+            part = weight * native_output(member.flavor, member.estimator, X, self.task)
+            out = part if out is None else out + part
+        assert out is not None
+        return out
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self._average(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        out = self._average(X)
+        return out if self.task == "regression" else out.argmax(axis=1)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Members as plain records (family, trial, weight), e.g. for a leaderboard."""
+        return [
+            {"family": m.family, "trial": m.trial, "weight": round(float(w), 6)}
+            for m, w in zip(self.members, self.weights, strict=True)
+        ]
+
+
 @dataclass
 class ModelBundle:
-    """A fitted estimator with its spec. `flavor` is 'lightgbm' (native Booster) or 'sklearn'."""
+    """A fitted estimator with its spec. `flavor` is 'lightgbm' (native Booster), 'sklearn' or 'ensemble'."""
 
     spec: ModelSpec
     estimator: Any
-    flavor: Literal["lightgbm", "sklearn"]
+    flavor: Flavor
     encoder: Encoder = field(init=False)
 
     def __post_init__(self) -> None:
@@ -184,17 +260,14 @@ class ModelBundle:
 
     def predict_matrix(self, X: np.ndarray) -> Prediction:
         """Predict on an already-encoded float matrix (the hot path)."""
-        if self.flavor == "lightgbm":
-            raw = self.estimator.predict(X)
-            if self.spec.task == "regression":
-                return Prediction(labels=np.asarray(raw, dtype=np.float64))
-            proba = np.column_stack([1.0 - raw, raw]) if self.spec.task == "binary" else np.asarray(raw)
-        elif self.spec.task == "regression":
-            return Prediction(labels=np.asarray(self.estimator.predict(X), dtype=np.float64))
+        if self.flavor == "ensemble":
+            out = self.estimator.predict_proba(X)
         else:
-            proba = np.asarray(self.estimator.predict_proba(X))
+            out = native_output(self.flavor, self.estimator, X, self.spec.task)
+        if self.spec.task == "regression":
+            return Prediction(labels=out)
         assert self._classes is not None
-        return Prediction(labels=self._classes[np.argmax(proba, axis=1)], proba=proba)
+        return Prediction(labels=self._classes[np.argmax(out, axis=1)], proba=out)
 
     def predict_frame(self, frame: Any) -> Prediction:
         return self.predict_matrix(self.encoder.encode_frame(frame))
@@ -227,7 +300,26 @@ def log_bundle(bundle: ModelBundle, *, name: str = "model", input_example: Any =
         signature = infer_signature(input_example, out.proba if out.proba is not None else out.labels)
     # Naming the requirements ourselves skips MLflow's inference, which re-imports the model in a
     # subprocess and costs ~10 s per model.
-    requirements = _requirements(bundle.flavor)
+    requirements = _requirements(bundle)
+    if bundle.flavor == "ensemble":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / ENSEMBLE_DIR
+            save_ensemble(bundle.estimator, folder)
+            # A python_function model whose loader is this module: MLflow copies the folder to
+            # data/ensemble and never pickles anything. Without the switch MLflow would also copy the
+            # uv project found in the working directory (whatever it is) into the model.
+            with _environ("MLFLOW_UV_AUTO_DETECT", "false"):
+                return mlflow.pyfunc.log_model(
+                    name=name,
+                    loader_module=__name__,
+                    data_path=str(folder),
+                    signature=signature,
+                    input_example=input_example,
+                    metadata=metadata,
+                    pip_requirements=requirements,
+                )
     if bundle.flavor == "lightgbm":
         return mlflow.lightgbm.log_model(
             bundle.estimator,
@@ -249,11 +341,101 @@ def log_bundle(bundle: ModelBundle, *, name: str = "model", input_example: Any =
     )
 
 
-def _requirements(flavor: str) -> list[str]:
+@contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def _requirements(bundle: ModelBundle) -> list[str]:
     from importlib.metadata import version
 
-    pkgs = ["mlflow", "numpy", "scikit-learn"] + (["lightgbm"] if flavor == "lightgbm" else ["skops"])
+    if bundle.flavor == "ensemble":
+        flavors = {m.flavor for m in bundle.estimator.members}
+    else:
+        flavors = {bundle.flavor}
+    pkgs = ["mlflow", "numpy", "scikit-learn"]
+    pkgs += ["lightgbm"] if "lightgbm" in flavors else []
+    pkgs += ["skops"] if "sklearn" in flavors else []
     return [f"{p}=={version(p)}" for p in pkgs]
+
+
+def save_ensemble(ensemble: Ensemble, folder: Path) -> None:
+    """Write each member in its native format (`member-<i>.lgb` / `.skops`) and `ensemble.json`."""
+    import skops.io
+
+    folder.mkdir(parents=True)
+    members = []
+    for i, (member, weight) in enumerate(zip(ensemble.members, ensemble.weights, strict=True)):
+        record: dict[str, Any] = {
+            "flavor": member.flavor,
+            "weight": float(weight),
+            "family": member.family,
+            "trial": member.trial,
+        }
+        if member.flavor == "lightgbm":
+            record["file"] = f"member-{i}.lgb"
+            member.estimator.save_model(str(folder / record["file"]))
+        else:
+            record["file"] = f"member-{i}.skops"
+            record["skops_trusted_types"] = sklearn_trusted_types(member.estimator)
+            skops.io.dump(member.estimator, folder / record["file"])
+        members.append(record)
+    manifest = {"format": 1, "task": ensemble.task, "n_classes": ensemble.n_classes, "members": members}
+    (folder / ENSEMBLE_FILE).write_text(json.dumps(manifest, indent=1))
+
+
+def load_ensemble(folder: Path | str) -> Ensemble:
+    """The ensemble `save_ensemble` wrote; each scikit-learn member trusts exactly its recorded types."""
+    folder = Path(folder)
+    manifest = json.loads((folder / ENSEMBLE_FILE).read_text())
+    members = []
+    for record in manifest["members"]:
+        path = folder / record["file"]
+        if record["flavor"] == "lightgbm":
+            import lightgbm
+
+            estimator: Any = lightgbm.Booster(model_file=str(path))
+        elif record["flavor"] == "sklearn":
+            import skops.io
+
+            estimator = skops.io.load(path, trusted=record.get("skops_trusted_types") or [])
+        else:
+            raise DataError(f"{folder}: unsupported ensemble member flavor {record['flavor']!r}")
+        members.append(
+            EnsembleMember(
+                estimator=estimator,
+                flavor=record["flavor"],
+                weight=float(record["weight"]),
+                family=record.get("family", ""),
+                trial=record.get("trial"),
+            )
+        )
+    return Ensemble(members, manifest["task"], int(manifest["n_classes"]))
+
+
+class _PyfuncEnsemble:
+    """What `mlflow.pyfunc.load_model` gives for an ensemble: raw feature rows in, probabilities out."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+
+    def predict(self, data: Any, params: Any = None) -> np.ndarray:
+        out = self.bundle.predict_frame(data)
+        return out.proba if out.proba is not None else out.labels
+
+
+def _load_pyfunc(data_path: str) -> _PyfuncEnsemble:
+    """MLflow's `python_function` loader hook (`loader_module`) for ensemble models."""
+    data = Path(data_path)
+    return _PyfuncEnsemble(load_bundle_dir(data.parents[1] if data.parent.name == "data" else data.parent))
 
 
 def load_bundle_dir(path: Path | str) -> ModelBundle:
@@ -279,4 +461,7 @@ def load_bundle_dir(path: Path | str) -> ModelBundle:
             root / conf.get("pickled_model", "model.skops"), trusted=conf.get("skops_trusted_types") or []
         )
         return ModelBundle(spec=spec, estimator=estimator, flavor="sklearn")
+    pyfunc = flavors.get("python_function") or {}
+    if pyfunc.get("loader_module") == __name__ and pyfunc.get("data"):
+        return ModelBundle(spec=spec, estimator=load_ensemble(root / pyfunc["data"]), flavor="ensemble")
     raise DataError(f"{root}: unsupported model flavor(s) {sorted(flavors)}")
