@@ -81,6 +81,20 @@ class Budget(Section):
         return self
 
 
+class EnsembleConfig(Section):
+    """Ensemble selection over the trials' out-of-fold predictions (see `driftloop.train.ensemble`)."""
+
+    enabled: bool = True
+    """Build a weighted ensemble of the best trials as one more candidate; it is chosen only when its CV
+    score beats the best single model's, then its members are refitted on all training rows."""
+    max_members: int = Field(5, ge=2, le=20)
+    """Distinct models in the ensemble at most (each costs a refit and serving time)."""
+    rounds: int = Field(25, ge=2, le=200)
+    """Greedy selection rounds; a member's weight is the share of rounds that picked it."""
+    candidates: int = Field(30, ge=2, le=500)
+    """The best complete trials (by CV score) the selection picks from."""
+
+
 class TrainingConfig(Section):
     families: list[Family] = Field(
         default_factory=lambda: ["linear", "random_forest", "extra_trees", "lightgbm"], min_length=1
@@ -93,6 +107,13 @@ class TrainingConfig(Section):
     reference_rows: int = Field(5000, ge=100)
     """Rows of the training features kept with the model as the drift reference."""
     n_jobs: int = Field(-1, ge=-1)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    """`training.ensemble: false` is short for `training.ensemble.enabled: false`."""
+
+    @field_validator("ensemble", mode="before")
+    @classmethod
+    def _ensemble_switch(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
 
 
 class GateConfig(Section):

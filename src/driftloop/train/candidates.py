@@ -246,11 +246,14 @@ def predict_scores(estimator: Any, X: np.ndarray, p: Problem, n_classes: int) ->
 
 
 def for_serving(family: str, estimator: Any) -> tuple[Any, str]:
-    """(object to store, flavor): LightGBM as its native booster; scikit-learn with one thread per call.
+    """(object to store, flavor): LightGBM as its native booster; scikit-learn with one thread per call;
+    an ensemble (`stores.models.Ensemble`, its members already in serving form) as it is.
 
     A forest predicting one row with n_jobs > 1 spends milliseconds starting threads; serving runs many
     requests side by side instead.
     """
+    if family == "ensemble":
+        return estimator, "ensemble"
     if family == "lightgbm":
         return estimator.booster_, "lightgbm"
     if "n_jobs" in estimator.get_params():

@@ -130,9 +130,18 @@ def print_leaderboard(console: Console, rows: list[dict[str, Any]], metric: str,
             "-" if mean is None else f"{row['fit_seconds']:.2f}",
             str(row["trials"]),
             str(row["pruned"]),
-            str(row["best_trial"]) if "best_trial" in row else "all failed" if row["failed"] else "-",
+            _best_trial_cell(row),
         )
     console.print(table)
+
+
+def _best_trial_cell(row: dict[str, Any]) -> str:
+    if row["family"] == "ensemble":  # its members: trial numbers with weights
+        members = (row.get("params") or {}).get("members", [])
+        return " ".join(f"{m['trial']}:{m['weight']:.2f}" for m in members)
+    if "best_trial" in row:
+        return str(row["best_trial"])
+    return "all failed" if row["failed"] else "-"
 
 
 def log_reference(frame: pd.DataFrame, artifact_path: str) -> None:

@@ -32,7 +32,7 @@ from driftloop.stores.tracking import GATE_REPORT_ARTIFACT, REFERENCE_ARTIFACT
 from driftloop.train import record as rec
 from driftloop.train.candidates import for_serving
 from driftloop.train.prepare import Prepared, class_indices, prepare
-from driftloop.train.tuning import SearchResult, run_search
+from driftloop.train.tuning import SearchResult, run_search, with_ensemble
 
 log = logging.getLogger(__name__)
 
@@ -137,19 +137,20 @@ def train(
             run_id,
             search_fn or run_search,
         )
-        estimator, flavor = for_serving(search.best.family, search.estimator)
-        spec = _with_family(prep, search.best.family)
+        family = search.family
+        estimator, flavor = for_serving(family, search.estimator)
+        spec = _with_family(prep, family)
         bundle = ModelBundle(spec=spec, estimator=estimator, flavor=flavor)  # type: ignore[arg-type]
         holdout = holdout_scores(bundle, prep.holdout)
-        best_cv = search.best.cv
-        assert best_cv is not None
+        best_cv = search.cv
         mlflow.log_metrics(
             {f"cv_{metric}_mean": best_cv.mean, f"cv_{metric}_std": best_cv.std}
             | {f"holdout_{k}": v for k, v in holdout.items()}
             | {"search_seconds": search.search_seconds, "refit_seconds": search.refit_seconds}
             | {"n_trials": len(search.trials)}
+            | _ensemble_metrics(search, metric)
         )
-        mlflow.log_params({"best_family": search.best.family} | rec.flat_params("best", search.final_params))
+        mlflow.log_params({"best_family": family} | rec.flat_params("best", search.final_params))
         mlflow.log_table(rec.leaderboard_frame(search.leaderboard, metric), rec.LEADERBOARD_ARTIFACT)
         rec.print_leaderboard(console, search.leaderboard, metric, cfg.training.cv_folds)
         with warnings.catch_warnings():
@@ -171,7 +172,7 @@ def train(
         tags = {
             "data_version": record.version,
             "run_id": run_id,
-            "family": search.best.family,
+            "family": family,
             f"cv_{metric}": f"{best_cv.mean:.6f}",
             **{f"holdout_{k}": f"{v:.6f}" for k, v in holdout.items()},
         }
@@ -186,11 +187,11 @@ def train(
     stores.metadata.add_event(
         stores.model_name,
         "model_registered",
-        f"v{version}: {search.best.family}, holdout {metric} {holdout.get(metric, float('nan')):.4f}",
+        f"v{version}: {family}, holdout {metric} {holdout.get(metric, float('nan')):.4f}",
         model_version=version,
         run_id=run_id,
         data_version=record.version,
-        evidence={"cv_mean": best_cv.mean, "holdout": holdout, "family": search.best.family},
+        evidence={"cv_mean": best_cv.mean, "holdout": holdout, "family": family},
     )
     became_champion = became_challenger = False
     if report is None:
@@ -203,7 +204,7 @@ def train(
         version=version,
         run_id=run_id,
         data_version=record.version,
-        family=search.best.family,
+        family=family,
         metric=metric,
         cv_mean=best_cv.mean,
         cv_std=best_cv.std,
@@ -216,6 +217,17 @@ def train(
         leaderboard=search.leaderboard,
         warnings=prep.warnings,
     )
+
+
+def _ensemble_metrics(search: SearchResult, metric: str) -> dict[str, float]:
+    """The ensemble candidate's CV and whether it was chosen (also when it lost to the best single model)."""
+    if search.ensemble is None:
+        return {}
+    return {
+        f"ensemble_cv_{metric}_mean": search.ensemble.cv.mean,
+        "ensemble_chosen": float(search.ensemble.chosen),
+        "ensemble_members": float(len(search.ensemble.members)),
+    }
 
 
 def _with_family(prep: Prepared, family: str) -> Any:
@@ -297,7 +309,8 @@ def _search(
             text = f"best {best.family} {metric} {best.cv.mean:.4f}" if best is not None else ""
             bar.update(task, completed=done, description=text)
 
-        return search_fn(
+        extra = {"ensemble_config": cfg.training.ensemble} if search_fn is run_search else {}
+        result = search_fn(
             prep.X,
             prep.y,
             prep.problem,
@@ -310,7 +323,13 @@ def _search(
             n_jobs=cfg.training.n_jobs,
             on_trial=lambda t: rec.log_trial(client, experiment_id, run_id, t, metric),
             progress=update,
+            **extra,
         )
+    # A search that does not select ensembles itself (e.g. on Dask) gets the same selection afterwards.
+    return with_ensemble(
+        result, prep.X, prep.y, prep.problem, prep.n_classes, n_folds=cfg.training.cv_folds,
+        config=cfg.training.ensemble, n_jobs=cfg.training.n_jobs,
+    )  # fmt: skip
 
 
 def _apply_gate(
