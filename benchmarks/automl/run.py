@@ -44,7 +44,10 @@ def scores(truth: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
-def run_driftloop(train: pd.DataFrame, test: pd.DataFrame, budget: float, trials: int, seed: int) -> dict:
+def run_driftloop(
+    train: pd.DataFrame, test: pd.DataFrame, budget: float | None, trials: int, seed: int, ensemble: bool
+) -> dict:
+    from driftloop.config import EnsembleConfig
     from driftloop.train.candidates import Problem, predict_scores
     from driftloop.train.tuning import run_search
 
@@ -56,19 +59,23 @@ def run_driftloop(train: pd.DataFrame, test: pd.DataFrame, budget: float, trials
     result = run_search(
         X, y, problem, len(classes), "accuracy",
         families=["linear", "random_forest", "extra_trees", "lightgbm"], n_folds=5, trials=trials,
-        seconds=budget,
+        seconds=budget, ensemble_config=EnsembleConfig(enabled=ensemble),
     )  # fmt: skip
     seconds = time.perf_counter() - started
     proba = predict_scores(
         result.estimator, test.drop(columns="quality").to_numpy(np.float64), problem, len(classes)
     )
     out = scores(test["quality"].to_numpy(), classes[proba.argmax(axis=1)])
+    members = result.ensemble.describe() if result.ensemble_chosen else []  # type: ignore[union-attr]
     return out | {
-        "tool": "driftloop",
-        "model": result.best.family,
+        "tool": "driftloop" if ensemble else "driftloop, no ensemble",
+        "model": result.family
+        + (" (" + ", ".join(f"{m['family']} {m['weight']:.2f}" for m in members) + ")" if members else ""),
         "seconds": seconds,
         "trials": len(result.trials),
-        "cv_accuracy": result.best.cv.mean,  # type: ignore[union-attr]
+        "cv_accuracy": result.cv.mean,
+        "best_single_cv_accuracy": result.best.cv.mean,  # type: ignore[union-attr]
+        "members": members,
     }
 
 
@@ -151,6 +158,12 @@ def main() -> None:
     )
     ap.add_argument("--budget-white", type=float, default=30.0, help="driftloop seconds on white")
     ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument(
+        "--no-seconds", action="store_true", help="no seconds budget: exactly --trials trials (reproducible)"
+    )
+    ap.add_argument(
+        "--also-no-ensemble", action="store_true", help="also run driftloop without ensemble selection"
+    )
     ap.add_argument("--no-pycaret", action="store_true")
     ap.add_argument(
         "--pycaret-seeds",
@@ -167,7 +180,10 @@ def main() -> None:
         budget = args.budget_red if color == "red" else args.budget_white
         for seed in (int(s) for s in args.seeds.split(",")):
             train, test = split(frame, seed)
-            found = [run_driftloop(train, test, budget, args.trials, seed)]
+            budget_s = None if args.no_seconds else budget
+            found = [run_driftloop(train, test, budget_s, args.trials, seed, ensemble=True)]
+            if args.also_no_ensemble:
+                found.append(run_driftloop(train, test, budget_s, args.trials, seed, ensemble=False))
             found += run_defaults(train, test)
             pycaret_seeds = args.pycaret_seeds.split(",") if args.pycaret_seeds else None
             if python is not None and (pycaret_seeds is None or str(seed) in pycaret_seeds):
