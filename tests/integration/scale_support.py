@@ -1,4 +1,4 @@
-"""A registered champion model for the scale tests: LightGBM on red wine, real MLflow on SQLite."""
+"""A registered champion model for the scale tests: LightGBM on red wine, real MLflow on this run's backend."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Shared pieces of the serving tests: real wine models in a real MLflow (SQLite), real servers on sockets.
+"""Shared pieces of the serving tests: real wine models in a real MLflow (on this run's backend: SQLite, or
+PostgreSQL with the metadata), real servers on sockets.
 
 `wine_models` trains two small LightGBM models once per session and registers them as versions 1 and 2.
 `ServerThread` runs one uvicorn server in a thread on a free port (fast: no process start-up);
@@ -24,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftloop.config import Config, config_from_dict
+from driftloop.config import Config, StoresConfig, config_from_dict
 from driftloop.stores.metadata import MetadataStore
 
 FEATURES = [
@@ -47,12 +48,13 @@ class WineModels:
     root: Path
     frame: pd.DataFrame
     versions: list[str]
+    database_url: str
 
     def raw(self, **serving: Any) -> dict[str, Any]:
         return {
             "project": {"name": "wine"},
             "data": {"target": "quality"},
-            "stores": {"root": str(self.root)},
+            "stores": {"root": str(self.root), "database_url": self.database_url},
             "serving": {"poll_seconds": 0.2, "log_flush_seconds": 0.2, **serving},
         }
 
@@ -74,7 +76,7 @@ class WineModels:
 
     def deploy(self, **changes: Any) -> None:
         """Set the deployment row (compare-and-swap on the current revision)."""
-        store = MetadataStore.connect(f"sqlite:///{self.root / 'driftloop.db'}")
+        store = MetadataStore.connect(self.database_url)
         try:
             current = store.get_deployment("wine")
             full = {
@@ -94,6 +96,7 @@ def train_wine_models(root: Path, red: pd.DataFrame) -> WineModels:
 
     from driftloop.stores.models import Encoder, FeatureSpec, ModelBundle, ModelSpec, log_bundle
     from driftloop.stores.tracking import TrackingStore
+    from tests.conftest import database_url
 
     classes = sorted(red.quality.unique().tolist())
     spec = ModelSpec(
@@ -104,9 +107,11 @@ def train_wine_models(root: Path, red: pd.DataFrame) -> WineModels:
     )
     X = Encoder(spec).encode_frame(red)
     y = np.searchsorted(classes, red.quality)
-    ts = TrackingStore(
-        f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri(), "wine", root / "cache" / "models"
-    )
+    url = database_url(root)
+    tracking_uri = StoresConfig(
+        root=root, database_url=url
+    ).resolved_tracking_uri()  # PostgreSQL: the same one
+    ts = TrackingStore(tracking_uri, (root / "mlartifacts").as_uri(), "wine", root / "cache" / "models")
     mlflow.set_tracking_uri(ts.tracking_uri)
     versions = []
     for n_estimators, seed in ((30, 1), (60, 2)):
@@ -115,8 +120,8 @@ def train_wine_models(root: Path, red: pd.DataFrame) -> WineModels:
         with mlflow.start_run(experiment_id=ts.experiment_id()) as run:
             info = log_bundle(bundle, input_example=red[FEATURES].head(3))
         versions.append(ts.register(info.model_uri, run.info.run_id))
-    MetadataStore.connect(f"sqlite:///{root / 'driftloop.db'}").close()  # creates the tables
-    return WineModels(root=root, frame=red, versions=versions)
+    MetadataStore.connect(url).close()  # creates the tables
+    return WineModels(root=root, frame=red, versions=versions, database_url=url)
 
 
 _TRAINED: list[WineModels] = []

@@ -1,5 +1,5 @@
 """The Airflow DAG without Airflow: the rendered files, the constraints file, and the task bodies' lease and
-branch behaviour against a real project (metadata store on SQLite). The full path runs under Airflow in
+branch behaviour against a real project (its stores on this run's backend). The full path runs under Airflow in
 test_airflow_dags_test.py."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tests.integration.airflow_support import REPO
 HOLDER = "airflow:driftloop-wine:manual__test"
 
 
+@pytest.mark.no_database
 def test_deploy_copy_is_the_rendered_template() -> None:
     """deploy/airflow/driftloop_dag.py is what render_dag(None) writes: regenerate it after editing the template."""
     committed = (REPO / "deploy" / "airflow" / "driftloop_dag.py").read_text()
@@ -33,6 +34,7 @@ def test_deploy_copy_is_the_rendered_template() -> None:
     )
 
 
+@pytest.mark.no_database
 def test_render_for_a_project_names_it_and_compiles(project: Path) -> None:
     for given in (project, project.parent):
         source = render_dag(given, schedule="@hourly")
@@ -45,11 +47,13 @@ def test_render_for_a_project_names_it_and_compiles(project: Path) -> None:
     assert 'dag_id="driftloop"' in generic
 
 
+@pytest.mark.no_database
 def test_render_rejects_a_folder_without_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no driftloop.yaml"):
         render_dag(tmp_path)
 
 
+@pytest.mark.no_database
 def test_cli_writes_the_file_atomically(project: Path, tmp_path: Path) -> None:
     app = typer.Typer()
     app.command()(airflow_dag)
@@ -62,6 +66,7 @@ def test_cli_writes_the_file_atomically(project: Path, tmp_path: Path) -> None:
     assert printed.stdout == render_dag(project.parent)
 
 
+@pytest.mark.no_database
 def test_constraints_pin_airflow_and_every_driftloop_dependency() -> None:
     """A dependency added to pyproject.toml without `scripts/airflow-venv --compile` fails here."""
     script = (REPO / "scripts" / "airflow-venv").read_text()
@@ -107,6 +112,7 @@ def test_a_running_controller_keeps_the_dag_out(project: Path) -> None:
         stores.close()
 
 
+@pytest.mark.no_database
 def test_branches_follow_the_trigger_and_the_gate() -> None:
     assert tasks.should_retrain({"fired": [{"name": "dataset_drift", "reason": "r"}]}) == "retrain"
     assert tasks.should_retrain({"fired": []}) is None

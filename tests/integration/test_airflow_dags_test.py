@@ -1,5 +1,6 @@
 """The DAG under real Apache Airflow 3: `airflow dags test` in the cached Airflow venv (scripts/airflow-venv),
-Airflow's own database on SQLite in a temp folder, against a driftloop project on the embedded default.
+Airflow's own database on SQLite in a temp folder, against a driftloop project whose stores are on this run's
+backend (the embedded default, or PostgreSQL).
 
 The first run on a cold machine builds the venv (a few minutes at most, from PyPI); later runs reuse it.
 """

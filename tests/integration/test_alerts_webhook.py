@@ -23,6 +23,7 @@ from driftloop.loop.alerts import (
 from driftloop.monitor.check import CheckResult
 from driftloop.monitor.drift import ColumnDrift, DriftResult
 from driftloop.stores import Stores, open_stores
+from tests.conftest import database_url
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -71,7 +72,10 @@ def make_stores(tmp_path: Path, url: str | None, **alerts: object) -> Stores:
         {
             "data": {"target": "quality"},
             "project": {"name": "wine"},
-            "stores": {"root": str(tmp_path / ".driftloop")},
+            "stores": {
+                "root": str(tmp_path / ".driftloop"),
+                "database_url": database_url(tmp_path / ".driftloop"),
+            },
             "alerts": {"webhook_url": url, "cooldown_seconds": 600, "webhook_retries": 2, **alerts},
         },
         environ={},

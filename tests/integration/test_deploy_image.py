@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import backend, database_url
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -49,6 +51,7 @@ def _python(venv: Path, code: str) -> str:
     return out.stdout.strip()
 
 
+@pytest.mark.no_database
 def test_final_stage_has_runtime_dependencies_only(runtime_venv: Path) -> None:
     dev_only = ["pytest", "ruff", "hypothesis", "schemathesis", "kubernetes_validate"]
     found = _python(
@@ -66,11 +69,10 @@ def test_driftloop_is_a_wheel_with_its_migrations(runtime_venv: Path, tmp_path: 
     where = Path(_python(runtime_venv, "import driftloop; print(driftloop.__file__)"))
     assert runtime_venv in where.parents, "installed into the venv, not an editable link to src/"
     assert (where.parent / "stores" / "alembic" / "versions" / "0001_initial.py").is_file()
-    db = tmp_path / "driftloop.db"
     revision = _python(
         runtime_venv,
         "from driftloop.stores.metadata import MetadataStore; from driftloop.stores import migrations as m; "
-        f"s = MetadataStore.connect('sqlite:///{db}'); print(m.current_revision(s.engine))",
+        f"s = MetadataStore.connect('{database_url(tmp_path)}'); print(m.current_revision(s.engine))",
     )
     assert revision.startswith("0001")
 
@@ -103,6 +105,8 @@ def test_healthcheck_passes_on_a_running_server_and_fails_after(runtime_venv: Pa
     )
     for key in ("DRIFTLOOP_DATABASE_URL", "DRIFTLOOP_TRACKING_URI", "VIRTUAL_ENV"):
         env.pop(key, None)
+    if backend() == "postgres":
+        env["DRIFTLOOP_DATABASE_URL"] = database_url(tmp_path / "home")
     server = subprocess.Popen(
         [str(runtime_venv / "bin" / "driftloop"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=tmp_path,

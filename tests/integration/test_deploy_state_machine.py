@@ -1,8 +1,10 @@
-"""The deployment state machine on SQLite and on the machine's real PostgreSQL, with real MLflow aliases."""
+"""The deployment state machine on this run's backend (SQLite, or the machine's real PostgreSQL for both the
+metadata and MLflow), with real MLflow aliases."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from driftloop.stores import Stores
 from driftloop.stores.metadata import MetadataStore
 from driftloop.stores.models import FeatureSpec, ModelBundle, ModelSpec, log_bundle
 from driftloop.stores.tracking import TrackingStore
+from tests.conftest import backend, database_url
 
 
 @pytest.fixture(scope="module")
@@ -36,33 +39,27 @@ def _registered_versions(tracking: TrackingStore, n: int) -> None:
         tracking.register(info.model_uri, run.info.run_id)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def stores(request: pytest.FixtureRequest, tmp_path: Path, tracking_root: Path) -> Stores:
-    name = f"m-{request.param}-{request.node.name[:40]}".replace("[", "-").replace("]", "")
-    url = (
-        f"sqlite:///{tmp_path / 'meta.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
+@pytest.fixture
+def stores(request: pytest.FixtureRequest, tmp_path: Path, tracking_root: Path) -> Iterator[Stores]:
+    name = f"m-{request.node.name[:40]}"
+    url = database_url(tmp_path)
+    # SQLite: MLflow in one file for the module (its schema is built once). PostgreSQL: MLflow in the test's own
+    # database beside the metadata, as stores.database_url puts it in production.
+    tracking = {} if backend() == "postgres" else {"tracking_uri": f"sqlite:///{tracking_root / 'mlflow.db'}"}
     cfg = config_from_dict(
         {
             "project": {"name": "".join(c if c.isalnum() or c in "-_." else "-" for c in name)},
             "data": {"target": "y"},
-            "stores": {"root": str(tmp_path), "tracking_uri": f"sqlite:///{tracking_root / 'mlflow.db'}"},
+            "stores": {"root": str(tmp_path), "database_url": url, **tracking},
         }
     )
-    metadata = MetadataStore.connect(url)
-    if request.param == "postgres":
-        with metadata.begin() as conn:  # one database for the session: start from a clean table
-            import sqlalchemy as sa
-
-            conn.execute(sa.text("DELETE FROM deployments WHERE model_name = :n"), {"n": cfg.project.name})
-    tracking = TrackingStore(
+    metadata = MetadataStore.connect(cfg.stores.resolved_database_url())
+    tracking_store = TrackingStore(
         cfg.stores.resolved_tracking_uri(), (tracking_root / "artifacts").as_uri(), cfg.project.name,
         tmp_path / "cache",
     )  # fmt: skip
-    _registered_versions(tracking, 3)
-    st = Stores(cfg=cfg, metadata=metadata, tracking=tracking)
+    _registered_versions(tracking_store, 3)
+    st = Stores(cfg=cfg, metadata=metadata, tracking=tracking_store)
     yield st
     metadata.close()
 

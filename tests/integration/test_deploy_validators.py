@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.no_database  # no store database involved: the postgres pass leaves it out
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "check-deploy"
 CHECKS = ("dockerfile", "compose", "k8s", "prometheus", "workflow", "dashboard", "configs")

@@ -1,27 +1,20 @@
-"""The metadata store on SQLite and on the machine's real PostgreSQL: datasets, CAS deployments, leases."""
+"""The metadata store on this run's backend (SQLite, or the machine's real PostgreSQL): datasets, CAS
+deployments, leases."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from driftloop.errors import ConflictError, NotFoundError
 from driftloop.stores.metadata import MetadataStore
+from tests.conftest import database_url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> MetadataStore:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'meta.db'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    st = MetadataStore.connect(url)
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[MetadataStore]:
+    st = MetadataStore.connect(database_url(tmp_path))
     yield st
-    if request.param == "postgres":  # the database is shared by the session: leave it empty
-        from driftloop.stores.metadata import meta
-
-        with st.begin() as conn:
-            for table in reversed(meta.sorted_tables):
-                conn.execute(table.delete())
     st.close()
 
 
@@ -82,7 +75,8 @@ def test_unknown_dataset_version_is_not_found(store: MetadataStore) -> None:
         store.get_dataset("abc")
 
 
-def test_mlflow_and_driftloop_share_one_postgresql_database(pg_url: str, tmp_path: Path) -> None:
+@pytest.mark.postgres
+def test_mlflow_and_driftloop_share_one_postgresql_database(pg_fresh_url: str, tmp_path: Path) -> None:
     """One setting (stores.database_url) holds both MLflow's tables and driftloop's."""
     import mlflow
 
@@ -93,11 +87,11 @@ def test_mlflow_and_driftloop_share_one_postgresql_database(pg_url: str, tmp_pat
         {
             "data": {"target": "y"},
             "project": {"name": "shared-db"},
-            "stores": {"root": str(tmp_path), "database_url": pg_url},
+            "stores": {"root": str(tmp_path), "database_url": pg_fresh_url},
         },
         environ={},
     )
-    assert cfg.stores.resolved_tracking_uri() == pg_url
+    assert cfg.stores.resolved_tracking_uri() == pg_fresh_url
     stores = open_stores(cfg)
     experiment = stores.tracking.experiment_id()  # MLflow creates its tables in the same database
     with mlflow.start_run(experiment_id=experiment) as run:

@@ -1,4 +1,5 @@
-"""The Alembic chain builds exactly the tables of `metadata.meta`, on SQLite and on the machine's PostgreSQL.
+"""The Alembic chain builds exactly the tables of `metadata.meta`, on this run's backend (SQLite, or the
+machine's PostgreSQL).
 
 A change to a table in `stores/metadata.py` without a new revision makes `test_migrated_schema_matches_metadata`
 fail. Each PostgreSQL test gets a throwaway database, dropped afterwards.
@@ -6,12 +7,11 @@ fail. Each PostgreSQL test gets a throwaway database, dropped afterwards.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,27 +19,13 @@ import sqlalchemy as sa
 from driftloop.errors import UserError
 from driftloop.stores import migrations
 from driftloop.stores.metadata import MetadataStore, meta
-
-PG_ADMIN_URL = os.environ.get(
-    "DRIFTLOOP_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+from tests.conftest import database_url
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'driftloop.db'}"
-        return
-    name = f"driftloop_test_mig_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """An empty database of this run's backend: a new SQLite file, or a throwaway PostgreSQL database."""
+    return database_url(tmp_path)
 
 
 @pytest.fixture

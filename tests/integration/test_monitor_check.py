@@ -22,6 +22,8 @@ from driftloop.monitor.logwindow import read_labeled, read_window
 from driftloop.stores.models import FeatureSpec
 from driftloop.stores.predlog import feature_struct_type, feedback_schema, prediction_schema
 
+pytestmark = pytest.mark.no_database  # no store database involved: the postgres pass leaves it out
+
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CLASSES = ["5", "6", "7"]
 

@@ -17,6 +17,8 @@ from driftloop.scale.drift import distributed_drift, ks_statistic
 from driftloop.scale.summaries import GridCounts
 from tests.integration.scale_support import FEATURES
 
+pytestmark = pytest.mark.no_database  # no store database involved: the postgres pass leaves it out
+
 
 @pytest.fixture(scope="module")
 def client() -> Iterator:

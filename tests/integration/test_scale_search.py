@@ -14,6 +14,7 @@ from driftloop.scale.cluster import dask_client
 from driftloop.scale.search import distributed_search
 from driftloop.train.candidates import Problem
 from driftloop.train.tuning import run_search
+from tests.conftest import tracking_uri
 from tests.integration.scale_support import FEATURES
 
 BUDGET = dict(families=["lightgbm", "linear"], n_folds=3, trials=6, seconds=None)
@@ -33,7 +34,7 @@ def test_distributed_search_matches_the_local_search(client, red: pd.DataFrame, 
     problem = Problem(task="multiclass", n_features=X.shape[1], categorical=(), seed=42)
 
     local = run_search(X, y, problem, len(classes), "accuracy", n_jobs=1, **BUDGET)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(tracking_uri(tmp_path))
     experiment = mlflow.create_experiment("search", artifact_location=(tmp_path / "art").as_uri())
     with mlflow.start_run(experiment_id=experiment) as parent:
         spread = distributed_search(client, X, y, problem, len(classes), "accuracy", n_jobs=1, **BUDGET)

@@ -14,6 +14,7 @@ import pytest
 from driftloop.stores.metadata import MetadataStore
 from driftloop.stores.models import load_bundle_dir
 from driftloop.stores.predlog import count_rows, read_log
+from tests.conftest import backend, database_url, drop_database
 from tests.integration import serve_support
 from tests.integration.serve_support import ServerThread, WineModels
 
@@ -220,16 +221,20 @@ def test_store_outage_keeps_serving_and_is_reported(wine_models: WineModels, tmp
     wine_models.deploy(champion="1")
     # A metadata store of its own that this test can break. (Copying the shared database file instead would
     # close a descriptor of it in this process, which drops SQLite's POSIX locks on it: never do that.)
-    db = tmp_path / "own.db"
-    store = MetadataStore.connect(f"sqlite:///{db}")
+    url = database_url(tmp_path)
+    store = MetadataStore.connect(url)
     store.update_deployment(store.get_deployment("wine"), champion="1", reason="test")
     with ServerThread(wine_models.config(tmp_path / "logs", compile_models=False)) as server:
         server.service.metadata = store
         server.service.pool._read_deployment = lambda: store.get_deployment("wine")
         client = httpx.Client(base_url=server.base)
         store.engine.dispose()
-        db.unlink()
-        db.mkdir()  # a folder where the database file was: every read fails
+        if backend() == "postgres":
+            drop_database(url)  # the database is gone: every read fails
+        else:
+            db = tmp_path / "driftloop.db"
+            db.unlink()
+            db.mkdir()  # a folder where the database file was: every read fails
         deadline = time.monotonic() + 5
         while client.get("/readyz").json()["store"]["reachable"] and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -126,6 +126,7 @@ def test_metrics_add_up_across_two_workers(wine_models: WineModels, tmp_path: Pa
 
 
 @pytest.mark.slow
+@pytest.mark.no_database  # model folders only
 def test_compiled_model_answers_like_the_booster(wine_models: WineModels, tmp_path: Path) -> None:
     from driftloop.stores.tracking import TrackingStore
 

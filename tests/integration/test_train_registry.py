@@ -1,4 +1,5 @@
-"""`train` end to end on real MLflow (SQLite in a temp folder): champion, lineage, determinism, the gate.
+"""`train` end to end on real MLflow (on this run's backend: SQLite in a temp folder, or PostgreSQL): champion,
+lineage, determinism, the gate.
 
 One project is trained once per module and then challenged, to keep the suite fast.
 """
