@@ -2,12 +2,13 @@
 deployments, leases."""
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from driftloop.errors import ConflictError, NotFoundError
-from driftloop.stores.metadata import MetadataStore
+from driftloop.stores.metadata import DatasetRecord, MetadataStore
 from tests.conftest import database_url
 
 
@@ -73,6 +74,24 @@ def test_expired_lease_can_be_taken_over(store: MetadataStore) -> None:
 def test_unknown_dataset_version_is_not_found(store: MetadataStore) -> None:
     with pytest.raises(NotFoundError, match="does not exist"):
         store.get_dataset("abc")
+
+
+def test_dataset_prefix_lookup_is_the_same_on_every_backend(store: MetadataStore) -> None:
+    """A prefix is matched literally and whatever its case: SQLite's LIKE ignores ASCII case, PostgreSQL's does
+    not, and `_`/`%` are wildcards to both."""
+    for digest in ("ab12" + "0" * 60, "ab34" + "0" * 60):
+        store.add_dataset(
+            DatasetRecord(
+                version=digest[:12], digest=digest, created_at=datetime.now(UTC), source="test",
+                path=f"{digest[:12]}.parquet", n_rows=1, n_columns=1, schema={},
+            )
+        )  # fmt: skip
+    assert store.get_dataset("AB12").version == "ab1200000000"
+    with pytest.raises(NotFoundError, match="ambiguous"):
+        store.get_dataset("AB")
+    for pattern in ("ab_2", "%12", "a%"):
+        with pytest.raises(NotFoundError, match="does not exist"):
+            store.get_dataset(pattern)
 
 
 @pytest.mark.postgres

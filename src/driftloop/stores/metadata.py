@@ -276,11 +276,10 @@ class MetadataStore:
                     .all()
                 )
             else:
-                rows = (
-                    conn.execute(sa.select(datasets).where(datasets.c.version.startswith(version)).limit(2))
-                    .mappings()
-                    .all()
-                )
+                # Versions are lowercase hex. Lowercase the prefix and escape LIKE's wildcards, so a lookup
+                # answers the same on both backends: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+                prefix = datasets.c.version.startswith(version.lower(), autoescape=True)
+                rows = conn.execute(sa.select(datasets).where(prefix).limit(2)).mappings().all()
         if not rows:
             raise NotFoundError(f"dataset version {version!r} does not exist (see `driftloop data list`)")
         if len(rows) > 1:
