@@ -21,9 +21,12 @@ lint: bootstrap
 tools:
 	scripts/install-tools
 
+# The integration suite runs twice: on SQLite (with everything else), then on the machine's PostgreSQL, where
+# each test project gets a throwaway database (fails, never skips, when PostgreSQL is down).
 test: bootstrap lint tools
 	scripts/check-deploy
 	$(RUN) pytest -q
+	$(RUN) pytest -q tests/integration --backend postgres
 
 format: bootstrap
 	$(RUN) ruff format src tests
