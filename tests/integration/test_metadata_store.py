@@ -2,14 +2,15 @@
 deployments, leases."""
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from driftloop.errors import ConflictError, NotFoundError
 from driftloop.stores.metadata import DatasetRecord, MetadataStore
-from tests.conftest import database_url
+from tests.conftest import backend, database_url
 
 
 @pytest.fixture
@@ -92,6 +93,32 @@ def test_dataset_prefix_lookup_is_the_same_on_every_backend(store: MetadataStore
     for pattern in ("ab_2", "%12", "a%"):
         with pytest.raises(NotFoundError, match="does not exist"):
             store.get_dataset(pattern)
+
+
+def test_timestamps_come_back_in_utc(store: MetadataStore) -> None:
+    """Whatever the server's time zone: PostgreSQL hands timestamptz back in the session's zone (a server in
+    Asia/Kolkata gave +05:30, which `driftloop events` printed as if it were UTC), SQLite hands them back naive."""
+    if backend() == "postgres":
+        with store.begin() as conn:
+            name = conn.execute(sa.text("SELECT current_database()")).scalar_one()
+            conn.execute(sa.text(f"ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Kolkata'"))
+        store.engine.dispose()  # new sessions take the database's zone
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SHOW timezone")).scalar_one() == "Asia/Kolkata"
+    at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    store.add_event("m", "check", "x", ts=at)
+    store.add_monitoring_result(
+        "m", {}, model_version="1", window_start=at - timedelta(hours=1), window_end=at, n_rows=0,
+        dataset_drift=None, drift_share=None, ts=at,
+    )  # fmt: skip
+    store.update_deployment(store.get_deployment("m"), champion="1", reason="first")
+    (event,) = store.list_events("m")
+    (result,) = store.list_monitoring_results("m")
+    (history,) = store.deployment_history("m")
+    stamps = [event.ts, result["ts"], result["window_start"], result["window_end"], history.updated_at]
+    assert stamps[:4] == [at, at, at - timedelta(hours=1), at]
+    assert all(t.utcoffset() == timedelta(0) for t in stamps), stamps
+    assert event.to_dict()["ts"] == "2026-03-01T12:00:00+00:00"
 
 
 @pytest.mark.postgres

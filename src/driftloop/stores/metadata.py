@@ -131,10 +131,11 @@ def utcnow() -> datetime:
 
 
 def _aware(ts: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back naive; everything stored is UTC."""
-    if ts is None or ts.tzinfo is not None:
-        return ts
-    return ts.replace(tzinfo=UTC)
+    """Every timestamp read back, in UTC. SQLite hands datetimes back naive (everything stored is UTC);
+    PostgreSQL hands timestamptz back in the session's time zone, the server's unless set: convert it."""
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def default_actor() -> str:
@@ -487,7 +488,8 @@ class MetadataStore:
         out = []
         for r in reversed(rows):
             d = dict(r)
-            d["ts"] = _aware(d["ts"])
+            for key in ("ts", "window_start", "window_end"):
+                d[key] = _aware(d[key])
             d["result"] = json.loads(d.pop("result_json"))
             out.append(d)
         return out
