@@ -180,7 +180,7 @@ def serve_rows(stores: Stores, frame: pd.DataFrame, *, target: str = "quality") 
 SCENARIO = {
     "training": {"budget": {"trials": 4, "seconds": None}, "cv_folds": 3, "families": ["lightgbm", "linear"]},
     "monitoring": {"window": None, "last_rows": 300, "min_rows": 150},
-    "gate": {"recent_rows": 300, "bootstrap_resamples": 1000},
+    "gate": {"recent_rows": 600, "bootstrap_resamples": 1000},
     "loop": {"triggers": [{"kind": "dataset_drift"}], "retrain": {"min_labeled_rows": 200}},
 }
 
