@@ -23,12 +23,29 @@ from driftloop.errors import ConflictError, NotFoundError
 
 meta = sa.MetaData()
 
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """A timestamptz that always reads back as an aware UTC datetime, on every backend, in one place.
+
+    SQLite hands datetimes back naive (everything stored is UTC); PostgreSQL hands timestamptz back in the
+    session's time zone, the server's unless set. Same DDL as `DateTime(timezone=True)`.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 datasets = sa.Table(
     "dataset_versions",
     meta,
     sa.Column("version", sa.String(64), primary_key=True),
     sa.Column("digest", sa.String(64), nullable=False, unique=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("path", sa.Text, nullable=False),
     sa.Column("n_rows", sa.Integer, nullable=False),
@@ -48,8 +65,8 @@ deployments = sa.Table(
     sa.Column("strategy", sa.String(16), nullable=False),
     sa.Column("challenger_weight", sa.Float, nullable=False),
     sa.Column("rollout_step", sa.Integer),
-    sa.Column("step_started_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("step_started_at", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("actor", sa.String(200), nullable=False),
 )
@@ -65,7 +82,7 @@ deployment_history = sa.Table(
     sa.Column("strategy", sa.String(16), nullable=False),
     sa.Column("challenger_weight", sa.Float, nullable=False),
     sa.Column("rollout_step", sa.Integer),
-    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("changed_at", UTCDateTime, nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("actor", sa.String(200), nullable=False),
     sa.UniqueConstraint("model_name", "revision"),
@@ -75,7 +92,7 @@ events = sa.Table(
     "events",
     meta,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("ts", UTCDateTime, nullable=False, index=True),
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
@@ -89,11 +106,11 @@ monitoring_results = sa.Table(
     "monitoring_results",
     meta,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("ts", UTCDateTime, nullable=False, index=True),
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("model_version", sa.String(32)),
-    sa.Column("window_start", sa.DateTime(timezone=True)),
-    sa.Column("window_end", sa.DateTime(timezone=True)),
+    sa.Column("window_start", UTCDateTime),
+    sa.Column("window_end", UTCDateTime),
     sa.Column("n_rows", sa.Integer, nullable=False),
     sa.Column("dataset_drift", sa.Boolean),
     sa.Column("drift_share", sa.Float),
@@ -108,9 +125,9 @@ alerts = sa.Table(
     sa.Column("rule", sa.String(200), nullable=False),
     sa.Column("severity", sa.String(16), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
-    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("last_sent", sa.DateTime(timezone=True)),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("last_seen", UTCDateTime, nullable=False),
+    sa.Column("last_sent", UTCDateTime),
     sa.Column("count", sa.Integer, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("model_version", sa.String(32)),
@@ -122,20 +139,12 @@ leases = sa.Table(
     meta,
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("holder", sa.String(200), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(ts: datetime | None) -> datetime | None:
-    """Every timestamp read back, in UTC. SQLite hands datetimes back naive (everything stored is UTC);
-    PostgreSQL hands timestamptz back in the session's time zone, the server's unless set: convert it."""
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def default_actor() -> str:
@@ -379,7 +388,7 @@ class MetadataStore:
                 strategy=r["strategy"],
                 challenger_weight=r["challenger_weight"],
                 rollout_step=r["rollout_step"],
-                updated_at=_aware(r["changed_at"]),
+                updated_at=r["changed_at"],
                 reason=r["reason"],
                 actor=r["actor"],
             )
@@ -429,7 +438,7 @@ class MetadataStore:
         return [
             Event(
                 id=r["id"],
-                ts=_aware(r["ts"]),  # type: ignore[arg-type]
+                ts=r["ts"],  # type: ignore[arg-type]
                 model_name=r["model_name"],
                 kind=r["kind"],
                 message=r["message"],
@@ -488,8 +497,6 @@ class MetadataStore:
         out = []
         for r in reversed(rows):
             d = dict(r)
-            for key in ("ts", "window_start", "window_end"):
-                d[key] = _aware(d[key])
             d["result"] = json.loads(d.pop("result_json"))
             out.append(d)
         return out
@@ -627,7 +634,7 @@ def _dataset(row: Any) -> DatasetRecord:
     return DatasetRecord(
         version=row["version"],
         digest=row["digest"],
-        created_at=_aware(row["created_at"]),  # type: ignore[arg-type]
+        created_at=row["created_at"],  # type: ignore[arg-type]
         source=row["source"],
         path=row["path"],
         n_rows=row["n_rows"],
@@ -640,8 +647,6 @@ def _dataset(row: Any) -> DatasetRecord:
 
 def _alert(row: Any) -> dict[str, Any]:
     out = dict(row)
-    for key in ("first_seen", "last_seen", "last_sent"):
-        out[key] = _aware(out[key])
     out["evidence"] = json.loads(out.pop("evidence_json") or "{}")
     return out
 
@@ -655,8 +660,8 @@ def _deployment(row: Any) -> Deployment:
         strategy=row["strategy"],
         challenger_weight=row["challenger_weight"],
         rollout_step=row["rollout_step"],
-        step_started_at=_aware(row["step_started_at"]),
-        updated_at=_aware(row["updated_at"]),
+        step_started_at=row["step_started_at"],
+        updated_at=row["updated_at"],
         reason=row["reason"],
         actor=row["actor"],
     )
