@@ -14,7 +14,6 @@ and the paired differences against the single model (mean +- standard error over
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import warnings
@@ -22,19 +21,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from run import DATA, split  # the benchmark's own split and data, beside this script
 
 from driftloop.config import EnsembleConfig
+from driftloop.metrics import score
 from driftloop.train import tuning
 from driftloop.train.candidates import Problem, predict_scores
 from driftloop.train.cv import make_folds
 
-DATA = Path(os.environ.get("DRIFTLOOP_TEST_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 FAMILIES = ["linear", "random_forest", "extra_trees", "lightgbm"]
 
 
 def one_split(frame: pd.DataFrame, color: str, seed: int, trials: int) -> dict:
-    train, test = train_test_split(frame, test_size=0.2, random_state=seed, stratify=frame["quality"])
+    train, test = split(frame, seed)
     X = train.drop(columns="quality").to_numpy(np.float64)
     classes = np.unique(train["quality"])
     y = np.searchsorted(classes, train["quality"].to_numpy())
@@ -58,17 +57,19 @@ def one_split(frame: pd.DataFrame, color: str, seed: int, trials: int) -> dict:
         "single_cv": result.best.cv.mean,  # type: ignore[union-attr]
     }
     done = [t for t in result.trials if t.state == "complete"]
-    folds = make_folds(y, "multiclass", 5, 42)
+    folds = make_folds(y, "multiclass", 5, problem.seed)  # the folds run_search used
     for name, selection_metric in (("acc", "accuracy"), ("ll", "log_loss")):
         candidate = tuning.select_ensemble(done, y, folds, selection_metric, "multiclass", EnsembleConfig())
         if candidate is None:
             row[name] = row["single"]
             continue
-        candidate.trees = tuning._member_trees(candidate)
         oofs = np.stack([m.cv.oof for m in candidate.members])  # type: ignore[union-attr]
         blend = np.tensordot(np.array(candidate.weights), oofs, axes=1)
-        row[name + "_cv"] = float(np.mean([np.mean(blend[v].argmax(1) == y[v]) for _, v in folds]))
-        row[name] = test_accuracy(tuning._fit_ensemble(candidate, X, y, problem, len(classes), 2))
+        row[name + "_cv"] = float(
+            np.mean([score("accuracy", y[v], blend[v], "multiclass") for _, v in folds])
+        )
+        fitted = tuning._fit_ensemble(candidate, X, y, problem, len(classes), tuning.resolve_workers(-1))
+        row[name] = test_accuracy(fitted)
         row[name + "_m"] = [
             (m.family, round(w, 2)) for m, w in zip(candidate.members, candidate.weights, strict=True)
         ]

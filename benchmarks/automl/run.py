@@ -220,7 +220,7 @@ def report(meta: dict, rows: list[dict]) -> str:
         "",
         f"Command: `{meta['command']}`. driftloop budget: {meta['budgets']['red']:g} s search on red, "
         f"{meta['budgets']['white']:g} s on white (at most {meta['budgets']['trials']} trials), 5-fold stratified CV, "
-        "all four families; time = search + refit of the best (no MLflow logging).",
+        "all four families; time = search + refit of the chosen model, best trial or ensemble (no MLflow logging).",
         "",
         "Split: `train_test_split(test_size=0.2, random_state=SEED, stratify=quality)`; "
         "figures on the 20 % test rows.",
