@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -13,9 +15,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from driftloop import cli_airflow, cli_models, cli_monitor, cli_scale
+from driftloop.cli import airflow as cli_airflow
+from driftloop.cli import log as cli_log
+from driftloop.cli import models as cli_models
+from driftloop.cli import monitor as cli_monitor
+from driftloop.cli import scale as cli_scale
+from driftloop.cli import ui as cli_ui
+from driftloop.cli.options import ConfigOption
 from driftloop.config import CONFIG_ENV
-from driftloop.errors import UserError
+from driftloop.errors import ConflictError, UserError, first_line
 
 app = typer.Typer(
     name="driftloop",
@@ -28,27 +36,54 @@ db_app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
 app.add_typer(cli_models.app, name="models")
+app.add_typer(cli_log.app, name="log")
 app.command("train")(cli_models.train)
 app.command("monitor")(cli_monitor.monitor)
 app.command("drift")(cli_monitor.drift)
 app.command("score")(cli_scale.score)
 app.command("airflow-dag")(cli_airflow.airflow_dag)
+app.command("ui")(cli_ui.ui)
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="driftloop.yaml to use (default: the nearest one upward from here)."),
+
+VerboseOption = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", "-v", help="Also show the libraries' warnings and INFO lines (MLflow, alembic, httpx)."
+    ),
 ]
 
 
 @app.callback()
-def _root(ctx: typer.Context, config: ConfigOption = None) -> None:
+def _root(ctx: typer.Context, config: ConfigOption = None, verbose: VerboseOption = False) -> None:
     ctx.obj = {"config": config}
+    if not verbose:
+        quiet_libraries()
     if config is not None:
         # Every subcommand (and every process it starts) loads this config unless told otherwise.
         os.environ[CONFIG_ENV] = str(config.resolve())
+
+
+def quiet_libraries() -> None:
+    """Only driftloop speaks: the libraries' warnings and INFO lines are for `--verbose`.
+
+    MLflow warns on every logged model about things driftloop has decided on purpose (integer columns in the
+    signature, the dataset source's kind) and logs its database set-up at INFO; alembic and httpx log a line per
+    migration and per request. The environment variable reaches MLflow in this process whenever it is imported
+    (it reads it then) and in every process a command starts (the server and controller of `demo`).
+    """
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # for child processes; this one is set below
+    for name in ("mlflow", "alembic", "httpx", "urllib3", "optuna"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("default", module=r"driftloop(\.|$)")
+    # Deprecations are for whoever upgrades the libraries, not the user; pandas attributes those it raises
+    # inside DuckDB's `.df()` to driftloop's calling line, so they would pass the filter above.
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 def config_path(ctx: typer.Context) -> Path | None:
@@ -91,9 +126,8 @@ def init(
         console.print(f"  timestamp column: {report.timestamp_column}")
     for name, reason in report.excluded.items():
         console.print(f"  [yellow]excluded[/] {name}: {reason}")
-    for leak in report.leaks:
-        if len(leak.columns) > 1:
-            console.print(f"  [yellow]warning[/] likely leakage: {leak.reason}")
+    if report.leaks:
+        console.print("  (delete a column from data.exclude to use it as a feature after all)")
     console.print("next: [bold]driftloop data add[/] FILE, then [bold]driftloop train[/]")
 
 
@@ -107,15 +141,26 @@ def data_add(
         Path | None, typer.Argument(help="Data file (default: data.path from the config).")
     ] = None,
     note: Annotated[str, typer.Option(help="A note stored with the version.")] = "",
+    new_schema: Annotated[
+        bool,
+        typer.Option(help="Columns may differ from the latest version's (every other check still applies)."),
+    ] = False,
 ) -> None:
-    """Validate FILE and store it as an immutable, content-addressed snapshot."""
-    from driftloop.data.datasets import add_file
+    """Validate FILE and store it as an immutable, content-addressed snapshot; exit 2 and store nothing if
+    `data validate` against the latest version would fail or training could not use it."""
+    from driftloop.data.datasets import add_checked_file
 
     st = stores(ctx)
     path = file or st.cfg.data.path
     if path is None:
         raise UserError("give a FILE or set data.path in the config")
-    record, created = add_file(st.metadata, st.datasets_dir, path, st.cfg.data.format, note=note)
+    # data.format describes data.path; a FILE given here is read for what it is.
+    fmt = st.cfg.data.format if file is None else "auto"
+    record, created, warnings = add_checked_file(
+        st.metadata, st.datasets_dir, path, st.cfg, fmt=fmt, new_schema=new_schema, note=note
+    )
+    for w in warnings:
+        console.print(f"[yellow]warning[/] {w}")
     verb = "added" if created else "already stored as"
     console.print(
         f"{verb} version [bold]{record.version}[/] ({record.n_rows} rows, {record.n_columns} columns)"
@@ -142,16 +187,19 @@ def data_list(ctx: typer.Context) -> None:
 @data_app.command("show")
 def data_show(ctx: typer.Context, version: Annotated[str, typer.Argument(help="Version or prefix.")]) -> None:
     """One version: digest, lineage and schema."""
+    from driftloop.data.schema import column_kind
+
     rec = stores(ctx).metadata.get_dataset(version)
     console.print(f"version [bold]{rec.version}[/]  sha256 {rec.digest}")
     console.print(
         f"source {rec.source}\nsnapshot {rec.path}\nrows {rec.n_rows}, parents {rec.parents or '-'}"
     )
-    table = Table("column", "dtype", "nullable", "distinct", "min", "max", "categories")
+    table = Table("column", "kind", "dtype", "nullable", "distinct", "min", "max", "categories")
     for col in rec.schema["columns"]:
         cats = col.get("categories")
         table.add_row(
             col["name"],
+            col.get("kind") or column_kind(col["dtype"], cats),  # schemas stored before kinds: derived
             col["dtype"],
             "yes" if col["nullable"] else "no",
             str(col["n_unique"]),
@@ -218,7 +266,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve predictions: champion/challenger routing, hot swap, prediction log, Prometheus metrics."""
-    from driftloop import cli_serve
+    from driftloop.cli import serve as cli_serve
 
     cli_serve.serve(host=host, port=port, workers=workers, config=config_path(ctx))
 
@@ -228,10 +276,6 @@ def watch(
     ctx: typer.Context,
     interval: Annotated[
         str | None, typer.Option(help="Time between passes, e.g. 30s (config loop.interval_seconds).")
-    ] = None,
-    metrics_url: Annotated[
-        list[str] | None,
-        typer.Option(help="A server's /metrics URL for error rates (repeatable; config loop.metrics_urls)."),
     ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Export the monitoring gauges on this port (config loop.metrics_port).")
@@ -243,22 +287,34 @@ def watch(
     import signal
     import threading
 
-    from driftloop.loop.controller import Controller
+    from driftloop.loop.controller import Controller, open_stores_patiently
     from driftloop.timeutil import parse_duration
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    st = stores(ctx)
-    seconds = parse_duration(interval).total_seconds() if interval else st.cfg.loop.interval_seconds
-    controller = Controller(st.cfg, st, metrics_urls=metrics_url or None)
-    port = metrics_port or st.cfg.loop.metrics_port
-    if port:
-        from prometheus_client import start_http_server
-
-        start_http_server(port)  # the gauges each monitoring pass sets, for Prometheus to scrape
-        console.print(f"monitoring gauges on http://0.0.0.0:{port}/metrics")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    cfg = load(ctx)
+    port = metrics_port or cfg.loop.metrics_port
+    metrics = None
+    if port:
+        from prometheus_client import start_http_server
+
+        from driftloop.loop.metrics import controller_metrics
+
+        # Before the stores: a probe on this port sees a live process while the database is still awaited.
+        metrics = controller_metrics(cfg.project.name)
+        start_http_server(port)  # heartbeat, passes, and the gauges each monitoring pass sets
+        console.print(f"controller and monitoring metrics on http://0.0.0.0:{port}/metrics")
+    st = open_stores_patiently(cfg, stop)  # a store still starting up is waited for, not a crash
+    if st is None:
+        return
+    if metrics is not None:
+        from driftloop.loop.metrics import seed_monitoring
+
+        seed_monitoring(st.metadata, st.model_name)  # how old monitoring is, also right after a restart
+    seconds = parse_duration(interval).total_seconds() if interval else st.cfg.loop.interval_seconds
+    controller = Controller(st.cfg, st, metrics=metrics)
     console.print(f"watching {st.model_name} every {seconds:g}s as {controller.holder}")
     controller.watch(seconds, stop, max_passes=1 if once else None)
 
@@ -342,7 +398,7 @@ def history(
 def explain(
     ctx: typer.Context, request_id: Annotated[str, typer.Argument(help="A request id from /v1/predict.")]
 ) -> None:
-    """Walk one served prediction back to its model version, training run and training-data digest."""
+    """Walk one request back to the model version that answered (or failed) it, its run and training-data digest."""
     from driftloop.loop.audit import explain as explain_request
 
     _print_json(explain_request(stores(ctx), request_id).to_dict())
@@ -354,21 +410,50 @@ def _print_json(obj: object) -> None:
 
 def main() -> None:
     """Entry point: user mistakes exit 2 with a message, never a traceback."""
+    run(app)
+
+
+# Typer 0.2x carries its own copy of click (`typer._click`) beside the real one: a usage error from either
+# must become one line and exit 2, as click's own standalone mode would print it.
+_CLICK_ERRORS: tuple[type[Exception], ...] = (click.ClickException,)
+_CLICK_EXITS: tuple[type[Exception], ...] = (click.exceptions.Exit,)
+_CLICK_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, KeyboardInterrupt)
+try:
+    from typer._click import exceptions as _typer_click
+
+    _CLICK_ERRORS += (_typer_click.ClickException,)
+    _CLICK_EXITS += (typer.Exit,)
+    _CLICK_ABORTS += (typer.Abort,)
+except ImportError:  # a Typer that uses click itself
+    pass
+
+
+def run(command: typer.Typer) -> None:
+    """Run a Typer app as a console script: exit 2 with one line for any usage or user error."""
     try:
-        code = app(standalone_mode=False)  # typer.Exit(n) comes back as n here
+        code = command(standalone_mode=False)  # typer.Exit(n) comes back as n here
     except UserError as exc:
         err_console.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except ConflictError as exc:  # another actor changed the deployment first: nothing was written
+        err_console.print(f"[red]error:[/] {exc}; nothing was changed, look again and retry", highlight=False)
+        sys.exit(2)
+    except _CLICK_EXITS as exc:
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    except _CLICK_ERRORS as exc:
+        exc.show()  # type: ignore[attr-defined]  # "Usage: ..." and "Error: ..." as click prints them
+        sys.exit(2 if getattr(exc, "exit_code", 1) in (1, 2) else exc.exit_code)  # type: ignore[attr-defined]
+    except _CLICK_ABORTS:
         err_console.print("aborted")
         sys.exit(130)
+    except Exception as exc:
+        from driftloop.stores.metadata import store_unreachable
+
+        if not store_unreachable(exc):
+            raise  # a bug: the traceback is what a report needs
+        err_console.print(
+            f"[red]error:[/] the metadata store (stores.database_url) cannot be reached: {first_line(exc)}",
+            highlight=False,
+        )
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-if __name__ == "__main__":
-    main()

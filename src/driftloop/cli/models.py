@@ -1,8 +1,8 @@
 """CLI commands for training and the model registry: `driftloop train` and `driftloop models ...`.
 
-Mounted by `cli.py`: `app.command("train")(cli_models.train)` and `app.add_typer(cli_models.app,
+Mounted by `cli/app.py`: `app.command("train")(cli_models.train)` and `app.add_typer(cli_models.app,
 name="models")`. The global `--config` option of the root command is read from the Typer context.
-Errors are not caught here: a UserError becomes exit code 2 in `cli.main`.
+Errors are not caught here: a UserError becomes exit code 2 in `cli.run`.
 """
 
 from __future__ import annotations
@@ -50,20 +50,25 @@ def train(
     ] = None,
 ) -> None:
     """Search model families on a dataset version, register the best, and gate it against the champion."""
+    import time
+
+    begun = time.perf_counter()  # --budget-seconds counts from here: opening the stores is part of the run
+    from driftloop.scale.cluster import resolve_address
     from driftloop.train.search import train as run_train
 
     st = _stores(ctx)
-    if dask is None and not st.cfg.scale.dask_scheduler:
+    address = resolve_address(dask, st.cfg.scale.dask_scheduler)  # checked before any work starts
+    if address is None:
         result = run_train(
-            st.cfg, data, budget_seconds, progress, budget_trials=budget_trials, stores=st, console=console
-        )
+            st.cfg, data, budget_seconds, progress, budget_trials=budget_trials, stores=st, console=console,
+            started=begun,
+        )  # fmt: skip
     else:
         from functools import partial
 
-        from driftloop.scale.cluster import dask_client, resolve_address
+        from driftloop.scale.cluster import dask_client
         from driftloop.scale.search import distributed_search
 
-        address = None if dask == "local" else resolve_address(dask, st.cfg.scale.dask_scheduler)
         with dask_client(address) as client:
             console.print(f"trials on the Dask cluster at {client.scheduler.address}")
             result = run_train(
@@ -75,45 +80,70 @@ def train(
                 stores=st,
                 console=console,
                 search_fn=partial(distributed_search, client),
+                started=begun,
             )
     role = "champion" if result.champion else "challenger" if result.challenger else "registered only"
     metric = result.metric
+    # Regression: RMSE alone hides scale and bias; R² and MAE beside it, and how predictions stay in range.
+    others = [m for m in ("r2", "mae", "rmse") if m != metric] if metric in ("rmse", "mae", "r2") else []
+    holdout = ", ".join(f"{m} {result.holdout.get(m, float('nan')):.4f}" for m in [metric, *others])
+    objective = {"poisson": "; objective poisson (non-negative target: predictions never below 0)"}.get(
+        result.objective, "; objective squared error" if result.objective else ""
+    )
     console.print(
-        f"v{result.version} ({result.family}): CV {metric} {result.cv_mean:.4f} ± {result.cv_std:.4f}, "
-        f"holdout {metric} {result.holdout.get(metric, float('nan')):.4f}; {role}; "
+        f"v{result.version} ({result.family}): CV {metric} {result.cv_mean:.4f} ± {result.cv_std:.4f} "
+        f"({result.validation}), holdout {holdout}{objective}; {role}; "
         f"{result.n_trials} trials in {result.seconds:.1f}s; run {result.run_id}"
     )
-
-
-def _role(dep: Any, version: str) -> str:
-    if dep.champion == version:
-        return "champion"
-    if dep.challenger == version:
-        weight = f" {dep.challenger_weight:.0%}" if dep.strategy != "single" else ""
-        return f"challenger ({dep.strategy}{weight})"
-    return ""
 
 
 @app.command("list")
 def list_models(ctx: typer.Context) -> None:
     """Every registered version with its data, family, scores, gate decision and role."""
+    from driftloop.loop.audit import role
+
     st = _stores(ctx)
     dep = st.metadata.get_deployment(st.model_name)
-    table = Table("version", "data", "family", "CV", "holdout", "gate", "role", title=st.model_name)
-    for v in st.tracking.list_versions():
+    versions = st.tracking.list_versions()
+    # Each holdout score is measured on its own data version's holdout: scores of versions trained on
+    # different data are not on the same rows. The gate scored challenger and champion on the same rows.
+    reference = next((v.tags.get("data_version") for v in versions if v.version == dep.champion), None)
+    table = Table(
+        "version", "data", "family", "CV", "holdout", "gate (same rows)", "role", title=st.model_name
+    )
+    marked = False
+    for v in versions:
         cv = next((f"{k[3:]} {float(x):.4f}" for k, x in v.tags.items() if k.startswith("cv_")), "-")
         metric = cv.split(" ")[0]
         hold = v.tags.get(f"holdout_{metric}")
+        other = reference is not None and v.tags.get("data_version") != reference
+        marked |= bool(hold) and other
         table.add_row(
             v.version,
             v.tags.get("data_version", "-"),
             v.tags.get("family", "-"),
             cv,
-            f"{float(hold):.4f}" if hold else "-",
-            v.tags.get("gate", "-"),
-            _role(dep, v.version),
+            (f"{float(hold):.4f}" + (" *" if other else "")) if hold else "-",
+            _gate_cell(v.version, v.tags),
+            role(dep, v.version),
         )
     console.print(table)
+    if marked:
+        console.print(
+            f"* measured on another data version's holdout than the champion's ({reference}): not "
+            "comparable with its score; the gate column scores both models on the same rows"
+        )
+
+
+def _gate_cell(version: str, tags: dict[str, str]) -> str:
+    """The gate's decision and, when recorded, both models' scores on the gate's (same) rows."""
+    decision = tags.get("gate", "-")
+    if "gate_challenger_score" not in tags:
+        return decision
+    return (
+        f"{decision}: {float(tags['gate_challenger_score']):.4f} vs v{tags.get('gate_champion', '?')} "
+        f"{float(tags['gate_champion_score']):.4f} ({tags.get('gate_rows', '?')} rows)"
+    )
 
 
 @app.command("show")
@@ -123,37 +153,39 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One version: lineage tags, features, classes, role, and its gate report."""
-    from driftloop.stores.tracking import GATE_REPORT_ARTIFACT
+    from driftloop.loop.audit import version_lineage
+    from driftloop.stores.tracking import version_cost
 
     st = _stores(ctx)
-    info = st.tracking.get_version(version)
-    spec = st.tracking.load_bundle(info.version).spec
-    gate = None
-    try:
-        gate = json.loads(st.tracking.run_artifact(info.run_id, GATE_REPORT_ARTIFACT).read_text())
-    except Exception:  # the first model of a project has no gate report
-        gate = None
-    out = {
-        "version": info.version,
-        "run_id": info.run_id,
-        "role": _role(st.metadata.get_deployment(st.model_name), info.version) or None,
-        "aliases": info.aliases,
-        "tags": info.tags,
-        "spec": spec.to_dict(),
-        "gate": gate,
-    }
+    out = version_lineage(st, version)
+    spec = st.tracking.load_bundle(out["version"]).spec
+    out["spec"] = spec.to_dict()
+    out["cost"] = version_cost(out["tags"])
+    gate = out["gate"]
     if as_json:
         console.print_json(json.dumps(out, default=str))
         return
-    console.print(f"[bold]{st.model_name} v{info.version}[/] {out['role'] or ''}  run {info.run_id}")
-    for key in sorted(info.tags):
-        console.print(f"  {key}: {info.tags[key]}")
+    console.print(f"[bold]{st.model_name} v{out['version']}[/] {out['role'] or ''}  run {out['run_id']}")
+    for key, value in sorted(out["tags"].items()):
+        console.print(f"  {key}: {value}")
     console.print(f"  task {spec.task}, target {spec.target!r}, classes {list(spec.classes)}")
     console.print("  features: " + ", ".join(f"{f.name} ({f.kind})" for f in spec.features))
+    if out["cost"]:
+        c = out["cost"]
+        console.print(
+            f"  cost: trained in {c['train_wall_seconds']:g} s ({c['train_cpu_seconds']:g} CPU-s, "
+            f"{c['train_trials']:g} trials); predicts one row in {c['predict_ms_1row']:.3f} ms, 100 rows in "
+            f"{c['predict_ms_100rows']:.3f} ms"
+        )
     if gate:
         console.print(
             f"  gate: {gate['decision']}{' (forced)' if gate.get('forced') else ''}: {gate['reason']}"
         )
+        if (served := (gate.get("cost") or {})).get("ratio"):
+            console.print(
+                f"  serving cost vs champion: {served['ratio']['one_row']:.2f}x one row, "
+                f"{served['ratio']['batch']:.2f}x per row in a batch"
+            )
 
 
 def _print_state(dep: Any) -> None:

@@ -1,12 +1,11 @@
 """`driftloop drift` (any two tables) and `driftloop monitor` (one pass over the prediction log).
 
-Mount in cli.py with `app.command("drift")(cli_monitor.drift)` and `app.command("monitor")(cli_monitor.monitor)`;
-also runnable alone as `python -m driftloop.cli_monitor drift|monitor ...`.
+Mounted in `cli/app.py` with `app.command("drift")(cli_monitor.drift)` and `app.command("monitor")(cli_monitor.monitor)`;
+also runnable alone as `python -m driftloop.cli.monitor drift|monitor ...`.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from driftloop.cli.options import ConfigOption
 from driftloop.errors import UserError
 
 app = typer.Typer(name="driftloop-monitor", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -68,7 +68,7 @@ def monitor(
     ] = None,
     json_out: JsonOption = None,
     html_out: HtmlOption = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="driftloop.yaml to use.")] = None,
+    config: ConfigOption = None,
     metrics_file: Annotated[
         Path | None,
         typer.Option(
@@ -124,19 +124,33 @@ def monitor(
     if check.quality is not None and not check.quality.passed:
         for problem in check.quality.problems:
             console.print(f"[red]data quality:[/] {problem}")
-    for group in (report.get("performance") or {}).get("groups", []):
+    print_performance(report.get("performance") or {})
+    _write(report, json_out, html_out, write_json, write_html)
+
+
+def print_performance(performance: dict) -> None:
+    """Live metrics per model version and arm, and the feedback no prediction matches."""
+    for group in performance.get("groups", []):
         metrics = ", ".join(
             f"{k} {v['value']:.4g}" for k, v in group["metrics"].items() if v["value"] is not None
         )
         console.print(f"v{group['model_version']} {group['arm']}: {group['n_labeled']} labeled; {metrics}")
-    _write(report, json_out, html_out, write_json, write_html)
+    unmatched = performance.get("unknown_labels", 0)
+    if unmatched:
+        console.print(
+            f"[yellow]unmatched feedback[/]: {unmatched} label(s) whose request_id matches no logged "
+            "prediction (a typo, an id from another system, or a prediction that was never logged)"
+        )
 
 
 def _write(report: dict, json_out: Path | None, html_out: Path | None, write_json, write_html) -> None:  # noqa: ANN001
-    if json_out is not None:
-        console.print(f"wrote {write_json(json_out, report)}")
-    if html_out is not None:
-        console.print(f"wrote {write_html(html_out, report)}")
+    for option, path, writer in (("--json", json_out, write_json), ("--html", html_out, write_html)):
+        if path is None:
+            continue
+        try:
+            console.print(f"wrote {writer(path, report)}")
+        except OSError as exc:  # a folder that is a file, no permission, a full disk: the user's path
+            raise UserError(f"{option} {path}: cannot write there: {exc.strerror or exc}") from None
 
 
 def _print_drift(drift: dict, skipped: dict[str, str]) -> None:
@@ -163,11 +177,9 @@ app.command("monitor")(monitor)
 
 
 def main() -> None:
-    try:
-        app(standalone_mode=False)
-    except UserError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(exc.exit_code)
+    from driftloop.cli.app import run
+
+    run(app)
 
 
 if __name__ == "__main__":

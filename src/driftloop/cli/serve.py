@@ -1,6 +1,6 @@
 """`driftloop serve`: run the prediction service with uvicorn (uvloop, httptools), one or several workers.
 
-Mount in cli.py with `app.command("serve")(cli_serve.serve)`; also runnable as `python -m driftloop.cli_serve`.
+Called by `driftloop serve` (`cli/app.py`); also runnable as `python -m driftloop.cli.serve`.
 Before the workers start it prepares what they share: the validated config (passed in the environment),
 a fresh Prometheus multiprocess folder (so /metrics adds up all workers), one thread per worker for native
 prediction, and the model folders of the current deployment fetched once into the local cache (so no
@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from driftloop.cli.options import ConfigOption
 from driftloop.errors import UserError
 
 log = logging.getLogger("driftloop.serve")
@@ -30,24 +30,29 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Worker processes (config serving.workers).")
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="driftloop.yaml (default: nearest).")
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Serve predictions: champion/challenger routing, hot swap, prediction log, Prometheus metrics."""
     import orjson
     import uvicorn
+    from pydantic import ValidationError
 
-    from driftloop.config import load_config
+    from driftloop.config import format_validation_error, load_config
 
     try:
         cfg = load_config(config)
-        if host is not None:
-            cfg.serving.host = host
-        if port is not None:
-            cfg.serving.port = port
-        if workers is not None:
-            cfg.serving.workers = workers
+        for option, key, value in (
+            ("--host", "host", host),
+            ("--port", "port", port),
+            ("--workers", "workers", workers),
+        ):
+            if value is None:
+                continue
+            try:
+                setattr(cfg.serving, key, value)  # validated on assignment, by the config's own rules
+            except ValidationError as exc:
+                reason = format_validation_error(exc)[0].split(": ", 1)[-1]
+                raise UserError(f"{option}: {reason} (serving.{key})") from None
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -64,7 +69,7 @@ def serve(
     log.info("serving %s on http://%s:%d with %d worker(s)", cfg.project.name, s.host, s.port, s.workers)
     try:
         uvicorn.run(
-            "driftloop.serve.app:create_app_from_env",
+            "driftloop.ui.server:create_app_from_env",  # the service with the loop page at /ui
             factory=True,
             host=s.host,
             port=s.port,
@@ -87,9 +92,9 @@ def _prometheus_dir() -> tuple[str, bool]:
     """The multiprocess metrics folder: the operator's (emptied, as the client library requires) or ours."""
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if given:
-        folder = Path(given)
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.db"):
+        given_folder = Path(given)
+        given_folder.mkdir(parents=True, exist_ok=True)
+        for stale in given_folder.glob("*.db"):
             stale.unlink(missing_ok=True)
         return given, False
     folder = tempfile.mkdtemp(prefix="driftloop-metrics-")
@@ -121,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

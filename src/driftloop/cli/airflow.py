@@ -1,6 +1,6 @@
 """`driftloop airflow-dag`: print (or write) an Airflow DAG file wired to one project.
 
-Mount in cli.py with `app.command("airflow-dag")(cli_airflow.airflow_dag)`.
+Mounted in `cli/app.py` with `app.command("airflow-dag")(cli_airflow.airflow_dag)`.
 """
 
 from __future__ import annotations

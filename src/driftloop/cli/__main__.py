@@ -1,0 +1,5 @@
+"""`python -m driftloop.cli`: the `driftloop` command."""
+
+from driftloop.cli.app import main
+
+main()
