@@ -40,3 +40,15 @@ class NotFoundError(UserError):
 
 class ConflictError(DriftloopError):
     """A compare-and-swap update lost a race; the caller re-reads and decides again."""
+
+
+class LeaseLostError(DriftloopError):
+    """A fenced write by a controller whose lease lapsed or was taken over: it must stop acting, not retry."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An error in one line, `Class: first line`: SQLAlchemy appends the SQL and a link, MLflow a payload,
+    which a log line or a CLI message does not need. For a driver error wrapped by SQLAlchemy, the driver's."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {text[0] if text else ''}"

@@ -1,7 +1,9 @@
 """`driftloop init`: look at a data file and write a commented starter driftloop.yaml for it.
 
-It infers the task and the feature types, recognises id-like and date/time columns, and flags likely target
-leakage, proposing exclusions with the reason as a comment. The file is written whole or not at all.
+It infers the task and the feature types, recognises id-like and date/time columns, and excludes every column
+of a likely target leak (a pair whose sum or difference gives the target too: either column alone still
+leaks), each with the reason as a comment the user deletes to put the column back. The file is written whole
+or not at all.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from driftloop.config import CONFIG_FILE, DEFAULT_METRIC, config_from_dict
 from driftloop.data.features import feature_kind, infer_task, is_datetime_like, is_id_like
 from driftloop.data.io import detect_format, read_table
 from driftloop.data.leakage import Leak, find_leaks
-from driftloop.data.schema import check_table, infer_schema
+from driftloop.data.schema import check_table, infer_schema, too_few_rows
 from driftloop.errors import ConfigError, DataError
 
 
@@ -44,7 +46,7 @@ def inspect(data_path: Path, target: str, fmt: str = "auto") -> StarterReport:
         raise DataError(
             f"--target: column {target!r} is not in {data_path} (columns: {', '.join(frame.columns)})"
         )
-    problems = check_table(frame)
+    problems = check_table(frame) + too_few_rows(frame)
     if problems:
         raise DataError(f"{data_path}: the data is not usable", problems=problems)
     task = infer_task(frame[target])
@@ -76,9 +78,14 @@ def inspect(data_path: Path, target: str, fmt: str = "auto") -> StarterReport:
         candidates.append(col.name)
     report.leaks = find_leaks(frame, target, task, candidates)
     for leak in report.leaks:
-        if len(leak.columns) == 1:
-            report.excluded[leak.columns[0]] = f"likely target leakage: {leak.reason}"
-            report.features.pop(leak.columns[0], None)
+        for name in leak.columns:
+            if name in report.excluded:
+                continue
+            # Both columns of a pair go: a model keeps most of the leak through either one alone (cnt =
+            # casual + registered: R² 0.99 / 0.97), and neither exists yet when the prediction is needed.
+            why = "" if len(leak.columns) == 1 else "; so does either column alone"
+            report.excluded[name] = f"likely target leakage: {leak.reason}{why}"
+            report.features.pop(name, None)
     return report
 
 
@@ -114,13 +121,17 @@ def render(report: StarterReport, target: str, data_path: Path, config_dir: Path
     )
     if report.excluded:
         lines.append("  exclude:")
+        if report.leaks:
+            lines.append(
+                "    # Leaky columns are not known when a prediction is made; a model that uses them looks"
+            )
+            lines.append(
+                "    # perfect here and fails in production. Delete a line to use that column as a feature."
+            )
         for name, reason in report.excluded.items():
             lines.append(f"    - {_q(name)}   # {reason}")
     else:
         lines.append("  exclude: []")
-    pair_leaks = [leak for leak in report.leaks if len(leak.columns) > 1]
-    for leak in pair_leaks:
-        lines.append(f"  # WARNING likely target leakage: {leak.reason}; consider excluding one of them")
     if categorical:
         lines.append("  feature_types:   # inferred; change a column to numeric or categorical here")
         for name in categorical:
@@ -133,15 +144,17 @@ def render(report: StarterReport, target: str, data_path: Path, config_dir: Path
         "  families: [linear, random_forest, extra_trees, lightgbm]",
         "  budget:",
         "    trials: 40",
-        "    seconds: 120",
+        "    seconds: 120          # the whole run: search, refit and logging the model",
         "  cv_folds: 5",
+        "  validation: grouped     # CV folds: grouped (copies of a row share a fold) or time (by data.timestamp_column)",
         f"  metric: {DEFAULT_METRIC[report.task]}",
         "  seed: 42",
+        "  max_predict_ms: 3.0       # one row, timed on the serving path; slower candidates are not chosen",
         "",
         "gate:",
         "  min_improvement: 0.0      # in metric units, on the same held-out rows",
         "  confidence: 0.95          # paired test: noise cannot promote a model",
-        "  max_latency_ms_per_row: 5.0",
+        "  max_latency_ms_per_row: 5.0   # one-row and 100-row requests, on the model as the server loads it",
         "",
         "stores:",
         "  root: .driftloop          # SQLite + local files; set database_url for PostgreSQL",

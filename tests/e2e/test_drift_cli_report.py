@@ -32,7 +32,7 @@ CHROMIUM_FLAGS = [
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "driftloop.cli_monitor", *args],
+        [sys.executable, "-m", "driftloop.cli.monitor", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -118,3 +118,38 @@ def test_html_report_renders_its_charts_in_headless_chromium(
         keep = Path(os.environ["DRIFTLOOP_TEST_ARTIFACTS"])
         keep.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, keep / shot.name)
+
+
+def test_drift_cli_on_messy_column_types(tmp_path: Path) -> None:
+    """A category dtype with unused categories, nullable dtypes and a column that is int in one table and
+    str in the other: verdicts for the first two, that column's error for the third, no traceback."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    bands = pd.CategoricalDtype(["low", "mid", "high", "extreme"])
+
+    def table(p_high: float, shift: float, code: object) -> pd.DataFrame:
+        n = 400
+        return pd.DataFrame(
+            {
+                "band": pd.Series(rng.choice(["low", "high"], n, p=[1 - p_high, p_high]), dtype=bands),
+                "count": pd.array(rng.integers(0, 50, n) + int(shift * 10), dtype="Int64"),
+                "level": pd.array(rng.normal(shift, 1, n), dtype="Float64"),
+                "code": pd.Series([code] * n, dtype=object),
+            }
+        )
+
+    table(0.2, 0.0, 7).to_parquet(tmp_path / "ref.parquet")
+    table(0.8, 1.0, "B7").to_parquet(tmp_path / "cur.parquet")
+    proc = run_cli("drift", "ref.parquet", "cur.parquet", "--json", "r.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    data = json.loads((tmp_path / "r.json").read_text())
+    jsonschema.validate(data, load_schema())
+    cols = data["drift"]["columns"]
+    assert (cols["band"]["method"], cols["band"]["drift"]) == ("z", True)
+    assert (cols["count"]["kind"], cols["count"]["method"], cols["count"]["drift"]) == ("numeric", "ks", True)
+    assert (cols["level"]["kind"], cols["level"]["drift"]) == ("numeric", True)
+    assert cols["code"]["drift"] is None and cols["code"]["error"].startswith("values of more than one type")
+    assert data["drift"]["n_tested"] == 3 and data["drift"]["n_drifted"] == 3

@@ -64,7 +64,7 @@ def setup_project(tmp_path: Path, red: pd.DataFrame) -> tuple[Path, ModelSpec]:
 
 def run_monitor(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "driftloop.cli_monitor", "monitor", "--config", str(config), *args],
+        [sys.executable, "-m", "driftloop.cli.monitor", "monitor", "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -110,6 +110,9 @@ def test_monitor_pass_is_stored_logged_exported_and_alerted(
             [stores.tracking.experiment_id()], filter_string=f"tags.`{MONITORING_TAG}` = '1'"
         )
         assert len(runs) == 1 and runs[0].data.metrics["dataset_drift"] == 1.0
+        assert runs[0].info.status == "FINISHED"  # not left RUNNING between passes
+        experiment = client.get_experiment(stores.tracking.experiment_id())
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
         assert "drift_score.alcohol" in runs[0].data.metrics
     finally:
         stores.close()
@@ -122,3 +125,33 @@ def test_monitor_pass_is_stored_logged_exported_and_alerted(
 
     bad = run_monitor(config, "--window", "soon")
     assert bad.returncode == 2 and "'soon' is not a duration" in bad.stderr
+
+
+def test_two_passes_over_one_window_both_reach_mlflow(
+    tmp_path: Path, red: pd.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pass retried over the same window in the same second logs the same values at the same timestamp; MLflow's
+    primary key (key, timestamp, step, value) refused the second one when the step was the wall-clock second."""
+    import logging
+
+    from prometheus_client import CollectorRegistry
+
+    from driftloop.monitor.check import CheckResult
+    from driftloop.monitor.publish import publish
+
+    config, _spec = setup_project(tmp_path, red)
+    stores = open_stores(load_config(config, environ={}))
+    try:
+        end = datetime.now(UTC)
+        result = CheckResult("wine", "1", "ok", end - timedelta(hours=1), end, n_rows=400, created_at=end)
+        with caplog.at_level(logging.WARNING, logger="driftloop.monitor.publish"):
+            ids = [publish(stores, result, registry=CollectorRegistry()) for _ in range(2)]
+        warned = [r.getMessage() for r in caplog.records if r.name == "driftloop.monitor.publish"]
+        assert not warned, warned
+        run = stores.tracking.client.search_runs(
+            [stores.tracking.experiment_id()], filter_string=f"tags.`{MONITORING_TAG}` = '1'"
+        )[0]
+        history = stores.tracking.client.get_metric_history(run.info.run_id, "monitoring_rows")
+        assert sorted(m.step for m in history) == sorted(ids) and len(set(ids)) == 2
+    finally:
+        stores.close()

@@ -54,6 +54,7 @@ def write_predictions(
         ],
         schema=prediction_schema(ftype, regression=False),
     )
+    # The legacy layout (day folders, no hours): readers still read logs written before hourly partitions.
     folder = log_dir / "predictions" / f"date={ts.date().isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, folder / f"pred-test-{uuid.uuid4().hex[:8]}.parquet")
@@ -173,3 +174,26 @@ def test_last_n_rows_window(tmp_path: Path, red: pd.DataFrame, features: list[Fe
     assert window.start is not None and window.start >= NOW + timedelta(hours=1)
     assert "alcohol" in window.feature_columns and "prediction" not in window.feature_columns
     assert len(read_window(tmp_path, "other-model", last=50).rows) == 0
+
+
+def test_feedback_matching_no_prediction_is_counted_shown_and_exported(
+    tmp_path: Path, red: pd.DataFrame, features: list[FeatureSpec], state: ReferenceState,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from prometheus_client import CollectorRegistry
+
+    from driftloop.monitor.publish import export_gauges
+
+    write_feedback(tmp_path, ["typo-1", "typo-2", "typo-3"], ["5", "6", "7"], NOW)
+    # No prediction logged at all yet: every label is unmatched (this once read as 0).
+    assert read_labeled(tmp_path, "wine", start=None, end=None)[1] == 3
+    write_predictions(tmp_path, red.head(40), features, ts=NOW)
+    result = run(tmp_path, state, NOW - timedelta(minutes=1), NOW + timedelta(minutes=10))
+    assert result.performance is not None and result.performance.unknown_labels == 3
+    registry = CollectorRegistry()
+    export_gauges(result, registry)
+    assert registry.get_sample_value("driftloop_feedback_unmatched") == 3
+    from driftloop.cli.monitor import print_performance  # `driftloop monitor` prints the performance so
+
+    print_performance(result.to_dict()["performance"])
+    assert "unmatched feedback: 3 label(s)" in capsys.readouterr().out

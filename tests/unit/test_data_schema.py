@@ -84,3 +84,50 @@ def test_leakage_finds_copies_and_sums_but_not_honest_features(red: pd.DataFrame
     assert ("part_a", "part_b") in flagged
     honest = [c for c in red.columns if c != "quality"]
     assert not any(set(leak.columns) & set(honest) for leak in leaks)
+
+
+def test_infinities_are_refused_by_validation_and_training(red: pd.DataFrame) -> None:
+    """`data validate` names the column; `train` on a version stored before that check says so too, instead of
+    a scikit-learn 'Input X contains infinity' traceback."""
+    from datetime import UTC, datetime
+
+    from driftloop.config import config_from_dict
+    from driftloop.stores.metadata import DatasetRecord
+    from driftloop.train.prepare import prepare
+
+    frame = red.head(300).copy()
+    frame.loc[7, "density"] = -np.inf
+    schema = infer_schema(frame)
+    problems = check_table(frame)
+    assert problems == [
+        "column 'density': 1 infinite value(s), first -inf in data row 8 (no model can learn from or be "
+        "checked against infinity; use a finite value or leave it empty)"
+    ]
+    errors, _ = validate_against(frame, infer_schema(red.head(300)))
+    assert any("'density'" in e and "infinite" in e for e in errors)
+    record = DatasetRecord(
+        version="old", digest="0" * 64, created_at=datetime.now(UTC), source="old.csv", path="old.parquet",
+        n_rows=len(frame), n_columns=frame.shape[1], schema=schema.to_dict(), parents=[], note="",
+    )  # fmt: skip
+    cfg = config_from_dict({"data": {"target": "quality"}}, base_dir=Path("."), environ={})
+    with pytest.raises(DataError, match="infinite") as raised:
+        prepare(cfg, frame, record)
+    assert raised.value.problems == ["column 'density': 1 infinite value(s), first in data row 8"]
+
+
+def test_drift_names_why_a_text_column_is_not_tested() -> None:
+    from driftloop.monitor.tables import infer_columns, why_not_tested
+
+    frame = pd.DataFrame(
+        {
+            "note": [f"tasted on visit {i}" for i in range(40)],
+            "when": pd.date_range("2024-01-01", periods=40),
+            "empty": [None] * 40,
+        }
+    )
+    _, skipped = infer_columns(frame, frame)
+    assert skipped["note"].startswith("free text: 40 distinct values in 40 rows")
+    assert skipped["when"].startswith("a date/time column")
+    assert skipped["empty"] == "every value is missing"
+    assert not any("dtype" in reason for reason in skipped.values())
+    assert why_not_tested(pd.Series(["a", 1] * 20)) == "mixed value types (int, str) in one column"

@@ -131,3 +131,95 @@ def test_compare_files_reads_csv_and_parquet_and_applies_overrides(tmp_path) -> 
         compare_files(
             tmp_path / "ref.csv", tmp_path / "cur.parquet", overrides={"color": ColumnOverride("ks")}
         )
+
+
+def test_category_dtype_with_unused_categories_gets_a_verdict_not_nan() -> None:
+    # Two used values of four declared, small reference: the z-test, as for the same values as strings.
+    # Counting the unused categories picked chi-square, whose 0/0 terms gave p = NaN and `drift: false`.
+    rng = np.random.default_rng(3)
+    dtype = pd.CategoricalDtype(["low", "high", "unused", "never"])
+    ref = pd.DataFrame({"band": pd.Series(rng.choice(["low", "high"], 500, p=[0.8, 0.2]), dtype=dtype)})
+    cur = pd.DataFrame({"band": pd.Series(rng.choice(["low", "high"], 500, p=[0.2, 0.8]), dtype=dtype)})
+    spec = [ColumnSpec("band", "categorical")]
+    band = DriftDetector(spec).fit(ref).evaluate(cur).column("band")
+    as_str = DriftDetector(spec).fit(ref.astype(str)).evaluate(cur.astype(str)).column("band")
+    assert (band.method, band.drift, band.error) == ("z", True, None)
+    assert band.statistic == as_str.statistic and band.psi == as_str.psi
+    same = DriftDetector(spec).fit(ref).evaluate(ref.iloc[::-1]).column("band")
+    assert (same.method, same.drift, same.statistic) == ("z", False, 1.0)
+
+
+def test_a_non_finite_statistic_is_the_columns_error_not_a_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from driftloop.monitor import stattests
+
+    broken = stattests.StatTest(
+        "broken", frozenset({"numeric"}), 0.05, "p_value", lambda r, c: np.nan, lambda p, t: p < t
+    )
+    monkeypatch.setitem(stattests.REGISTRY, "broken", broken)
+    detector = DriftDetector(SPECS, overrides={"x": ColumnOverride(method="broken")})
+    result = detector.fit(frame(500, 1)).evaluate(frame(500, 2, shift=2.0))
+    x = result.column("x")
+    assert x.drift is None and x.statistic is None
+    assert x.error == "broken test failed: non-finite p_value (nan), no verdict"
+    assert len(result.tested) == len(SPECS) - 1 and result.to_dict()["columns"]["x"]["drift"] is None
+
+
+def test_values_of_mixed_types_are_the_columns_error_and_the_run_goes_on() -> None:
+    specs = [ColumnSpec("code", "categorical"), ColumnSpec("x", "numeric")]
+    ref = pd.DataFrame({"code": [1] * 300, "x": np.arange(300.0)})
+    cur = pd.DataFrame({"code": ["a"] * 300, "x": np.arange(300.0)})  # int in one table, str in the other
+    result = DriftDetector(specs).fit(ref).evaluate(cur)
+    code = result.column("code")
+    assert code.drift is None and code.error == (
+        "values of more than one type (reference: number; current: str): cast the column to one type in both tables"
+    )
+    assert result.column("x").drift is False and result.n_drifted == 0 and len(result.tested) == 1
+    flags = DriftDetector(specs).fit(ref.assign(code=[True, False] * 150)).evaluate(cur.assign(code="yes"))
+    assert flags.column("code").error.startswith(
+        "values of more than one type (reference: bool; current: str)"
+    )
+    ones = (
+        DriftDetector(specs).fit(ref.assign(code=[True, False] * 150)).evaluate(ref.assign(code=[1, 0] * 150))
+    )
+    assert ones.column("code").error is None and ones.column("code").statistic == 1.0  # True == 1: one value
+    mixed = pd.DataFrame({"code": pd.Series(["a", 1] * 150, dtype=object), "x": np.arange(300.0)})
+    code = DriftDetector(specs).fit(mixed).evaluate(mixed).column("code")
+    assert code.error is not None and code.error.startswith(
+        "values of more than one type (reference: number, str;"
+    )
+
+
+def test_nullable_dtypes_get_the_kind_of_the_same_values_in_numpy_dtypes() -> None:
+    few = pd.Series([1, 2, 3, 4, 5, 6] * 5)
+    assert infer_kind(few.astype("Int64")) == infer_kind(few) == "categorical"
+    gaps = pd.Series([1, 2, 3, 4, 5, 6, None] * 5)  # float64 in NumPy dtypes: numeric, as Evidently says
+    assert infer_kind(gaps) == infer_kind(gaps.astype("Int64")) == "numeric"
+    assert infer_kind(pd.Series([0.5, None]).astype("Float64")) == "numeric"
+    assert infer_kind(pd.Series([True, False, None]).astype("boolean")) == "categorical"
+
+
+def test_convert_dtypes_gives_the_same_result_as_numpy_dtypes() -> None:
+    # One table, NumPy-backed or nullable (`convert_dtypes()`, Parquet written from it): one answer.
+    def table(n: int, seed: int, shift: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        counts = rng.integers(0, 8, n) + float(shift > 0)  # 8 values: the kind decides the test
+        counts[rng.random(n) < 0.1] = np.nan  # integers with gaps: float64 in NumPy dtypes
+        return pd.DataFrame(
+            {
+                "counts": counts,
+                "levels": rng.integers(0, 8 + shift, n),
+                "score": rng.normal(shift, 1, n),
+                "flag": rng.random(n) < 0.5 + shift / 10,
+            }
+        )
+
+    for n_ref in (600, 2000):  # both halves of Evidently's test selection
+        ref, cur = table(n_ref, 1, 0), table(800, 2, 2)
+        nullable_ref, nullable_cur = ref.convert_dtypes(), cur.convert_dtypes()
+        assert str(nullable_cur["counts"].dtype) == "Int64" and str(nullable_cur["flag"].dtype) == "boolean"
+        specs, _ = infer_columns(ref, cur)
+        nullable_specs, _ = infer_columns(nullable_ref, nullable_cur)
+        assert nullable_specs == specs and len(specs) == 4
+        want = DriftDetector(specs).fit(ref).evaluate(cur).to_dict()
+        got = DriftDetector(nullable_specs).fit(nullable_ref).evaluate(nullable_cur).to_dict()
+        assert got == want

@@ -137,3 +137,27 @@ def test_nulls_and_infinities_are_dropped() -> None:
     assert sample.sorted.tolist() == [1.0, 2.0] and sample.n_missing == 3
     cats = categorical_sample(pd.Series(["a", None, "b", "a"]))
     assert cats.n == 3 and cats.n_missing == 1
+
+
+def test_unused_categories_of_a_category_dtype_are_not_values() -> None:
+    # pandas counts every declared category; `pd.cut` bands and filtered frames leave some unused.
+    dtype = pd.CategoricalDtype(["a", "b", "c", "d"])
+    sample = categorical_sample(pd.Series(["a", "b", "a", None], dtype=dtype))
+    assert dict(zip(sample.keys.tolist(), sample.key_counts.tolist(), strict=True)) == {"a": 2, "b": 1}
+    assert sample.n_unique == 2 and sample.n == 3 and sample.n_missing == 1
+
+
+def test_a_non_finite_score_raises_instead_of_reading_as_no_drift() -> None:
+    for name in ("ks", "chisquare", "z", "wasserstein", "jensenshannon", "psi"):
+        with pytest.raises(ValueError, match="non-finite"):
+            REGISTRY[name].decide(float("nan"), REGISTRY[name].default_threshold)
+        with pytest.raises(ValueError, match="non-finite"):
+            REGISTRY[name].decide(float("inf"), REGISTRY[name].default_threshold)
+    assert REGISTRY["chisquare"].decide(0.0, 0.05) is True  # p = 0 (a new category) stays a verdict
+
+
+def test_integers_with_gaps_are_binned_as_the_floats_numpy_dtypes_hold_them_as() -> None:
+    # NumPy never makes bins narrower than 1 for integer data; a column with gaps is float in NumPy dtypes.
+    values = pd.Series([1, 2, None, 4] * 10)
+    assert numeric_sample(values.astype("Int64")).is_integer is numeric_sample(values).is_integer is False
+    assert numeric_sample(values.dropna().astype("Int64")).is_integer is True

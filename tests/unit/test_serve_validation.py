@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
+import orjson
 import pytest
 
-from driftloop.serve.validation import RequestRejected, RequestSchema, decode_json
-from driftloop.stores.models import Encoder, FeatureSpec, ModelSpec
+from driftloop.serve.validation import RequestRejected, RequestSchema, check_prediction, decode_json
+from driftloop.stores.models import Encoder, FeatureSpec, ModelSpec, Prediction
 
 SPEC = ModelSpec(
     task="binary",
@@ -61,14 +63,16 @@ def test_shapes_encode_like_the_training_encoder() -> None:
 
 def test_numeric_fast_path_equals_slow_path() -> None:
     schema = RequestSchema(NUMERIC)
-    fast = schema.parse([{"a": 1, "b": 2.5}, {"b": 3, "a": -1e300}])
-    np.testing.assert_array_equal(fast.X, [[1, 2.5], [-1e300, 3]])
+    fast = schema.parse([{"a": 1, "b": 2.5}, {"b": 3, "a": -3e38}])
+    np.testing.assert_array_equal(fast.X, [[1, 2.5], [-3e38, 3]])
     assert math.isnan(RequestSchema(SPEC).parse({"age": 1, "income": None, "city": None}).X[0, 1])
 
 
 def test_every_bad_field_is_named() -> None:
     schema = RequestSchema(SPEC)
-    err = rejected(schema, [{"age": "30", "income": True, "city": 1.5, "zip": 1}, {"income": 1, "city": "x"}])
+    err = rejected(
+        schema, [{"age": "30", "income": True, "city": True, "zip": 1}, {"income": 1, "city": "x"}]
+    )
     assert err.status == 422
     got = {(p["loc"], p["msg"].split(",")[0]) for p in err.problems}
     assert ("[0].zip", "is not a feature of the model") in got
@@ -119,3 +123,48 @@ def test_malformed_json_is_400() -> None:
     with pytest.raises(RequestRejected) as info:
         decode_json(b'{"a": ')
     assert info.value.status == 400 and "malformed JSON" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "loc"),
+    [
+        (b'{"\\ud800": 1, "b": 2}', "\\ud800"),
+        (b'{"a": 1, "b": 2, "routing_key": "\\udc00x"}', "routing_key"),
+        (b'[{"a": 1, "b": 2}, {"a": 1, "b": "\\ud800"}]', "[1].b"),
+        (b'{"a": 1' + b"0" * 400 + b', "b": 2}', "a"),
+        (b'{"feedback": [{"request_id": "\\ud83d", "label": 1}]}', "feedback[0].request_id"),
+        (b'{"request_id": "r", "label": -1' + b"0" * 400 + b"}", "label"),
+    ],
+)
+def test_valid_json_that_no_model_or_log_can_take_is_422_naming_the_field(raw: bytes, loc: str) -> None:
+    with pytest.raises(RequestRejected) as info:
+        decode_json(raw)
+    err = info.value
+    assert err.status == 422 and [p["loc"] for p in err.problems] == [loc]
+    json.dumps(err.to_dict()).encode("utf-8")  # the answer itself is valid UTF-8 JSON
+    orjson.dumps(err.to_dict())
+
+
+def test_numbers_beyond_the_float32_range_are_refused_naming_the_field() -> None:
+    schema = RequestSchema(SPEC)
+    assert schema.parse({"age": 3.4e38, "income": -3.4e38, "city": "rome"}).X[0, 0] == 3.4e38
+    for bad in ("1e308", "-1e50", "4e38", "1" + "0" * 300):
+        for body in (f'{{"age": {bad}, "income": 1, "city": "rome"}}', f'[{{"age": 1, "income": {bad}}}]'):
+            err = rejected(schema, decode_json(body.replace("}]", ', "city": null}]').encode()))
+            assert err.status == 422, body
+            assert err.problems[0]["loc"] in ("age", "[0].income") and "float32" in err.problems[0]["msg"]
+    err = rejected(RequestSchema(NUMERIC), [{"a": 1, "b": 2}, {"a": 1e308, "b": 2}])  # the numeric fast path
+    assert err.problems == [
+        {"loc": "[1].a", "msg": "must be within +-3.402823e+38 (the float32 range), got number 1e+308"}
+    ]
+
+
+def test_a_non_finite_model_output_is_422_for_that_request() -> None:
+    ok = Prediction(labels=np.array([1.0, 2.0]))
+    check_prediction(ok, batch=True)
+    with pytest.raises(RequestRejected) as info:
+        check_prediction(Prediction(labels=np.array([1.0, np.inf])), batch=True)
+    assert info.value.status == 422 and [p["loc"] for p in info.value.problems] == ["[1]"]
+    proba = np.array([[0.5, 0.5], [np.nan, np.nan]])
+    with pytest.raises(RequestRejected):
+        check_prediction(Prediction(labels=np.array([0, 0]), proba=proba), batch=True)

@@ -17,9 +17,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from driftloop.data.io import read_table
-from driftloop.data.schema import TableSchema, check_table, infer_schema, validate_against
-from driftloop.errors import DataError
+from driftloop.config import Config
+from driftloop.data.features import feature_specs, infer_task
+from driftloop.data.io import normalise_frame, read_table
+from driftloop.data.schema import TableSchema, check_table, infer_schema, too_few_rows, validate_against
+from driftloop.errors import DataError, NotFoundError
 from driftloop.stores.metadata import DatasetRecord, MetadataStore, utcnow
 
 VERSION_CHARS = 12
@@ -62,7 +64,7 @@ def add_frame(
     max_categories: int = 50,
 ) -> tuple[DatasetRecord, bool]:
     """Validate and snapshot a table; returns (record, created). Identical content returns the old record."""
-    problems = check_table(frame)
+    problems = check_table(frame) + too_few_rows(frame)
     if problems:
         raise DataError(f"{source}: the data is not usable", problems=problems)
     table = _to_arrow(frame)
@@ -97,6 +99,74 @@ def add_file(
     return add_frame(store, datasets_dir, frame, source=str(Path(path).resolve()), **kwargs)  # type: ignore[arg-type]
 
 
+def admission_problems(
+    frame: pd.DataFrame, cfg: Config, reference: TableSchema | None
+) -> tuple[list[str], list[str]]:
+    """(errors, warnings) that keep `frame` from becoming the version `train` uses next, each naming a column.
+
+    The table's own problems and the checks `data validate` makes against `reference` (the latest version's
+    schema; None for the first version or a deliberate new schema), plus what training would refuse: a
+    missing or constant target, and config keys that name no column.
+    """
+    if reference is not None:
+        errors, warnings = validate_against(frame, reference)  # includes check_table's problems
+    else:
+        errors, warnings = check_table(frame), []
+    errors += too_few_rows(frame)
+    target = cfg.data.target
+    if target not in frame.columns:
+        if reference is None or target not in reference:  # else validate_against named it already
+            errors.append(f"column {target!r} (data.target): missing")
+        return errors, warnings
+    try:
+        infer_task(frame[target])
+        feature_specs(cfg, frame, infer_schema(frame, cfg.data.max_categories))
+    except DataError as exc:
+        errors.append(str(exc))
+    return errors, warnings
+
+
+def add_checked_file(
+    store: MetadataStore,
+    datasets_dir: Path,
+    path: Path,
+    cfg: Config,
+    *,
+    fmt: str,
+    new_schema: bool,
+    note: str,
+) -> tuple[DatasetRecord, bool, list[str]]:
+    """`driftloop data add`: read, admit (or raise DataError listing every problem), snapshot.
+
+    Returns (record, created, warnings). Nothing is written unless every check passes.
+    """
+    frame = read_table(path, fmt)
+    latest = None
+    if not new_schema:
+        try:
+            latest = store.get_dataset("latest")
+        except NotFoundError:
+            latest = None  # the first version: nothing to compare with
+    reference = dataset_schema(latest) if latest else None
+    errors, warnings = admission_problems(frame, cfg, reference)
+    if errors:
+        hint = ""
+        if latest is not None and reference is not None and set(reference.names) - set(frame.columns):
+            hint = (
+                f" (columns compared with the latest version {latest.version}; --new-schema drops that check)"
+            )
+        raise DataError(f"{path}: not stored{hint}", problems=errors)
+    record, created = add_frame(
+        store,
+        datasets_dir,
+        frame,
+        source=str(Path(path).resolve()),
+        note=note,
+        max_categories=cfg.data.max_categories,
+    )
+    return record, created, warnings
+
+
 def load_dataset(store: MetadataStore, version: str = "latest") -> tuple[pd.DataFrame, DatasetRecord]:
     record = store.get_dataset(version)
     path = Path(record.path)
@@ -104,7 +174,8 @@ def load_dataset(store: MetadataStore, version: str = "latest") -> tuple[pd.Data
         raise DataError(
             f"dataset {record.version}: its snapshot {path} is gone (was the store folder moved?)"
         )
-    return pq.read_table(path).to_pandas(), record
+    # Normalised as on reading a file: Arrow gives a bool column with gaps back as objects.
+    return normalise_frame(pq.read_table(path).to_pandas()), record
 
 
 def dataset_schema(record: DatasetRecord) -> TableSchema:

@@ -14,6 +14,7 @@ import pandas as pd
 from driftloop.config import Config
 from driftloop.data.schema import ColumnSchema, TableSchema, column_dtype
 from driftloop.errors import DataError
+from driftloop.kinds import category_key
 from driftloop.stores.models import FeatureSpec
 
 #: An integer target with at most this many distinct values is a class label, not a quantity.
@@ -31,7 +32,8 @@ def infer_task(target: pd.Series) -> str:
     n_unique = values.nunique()
     if n_unique < 2:
         raise DataError(
-            f"target column {target.name!r}: a single value ({values.iloc[0]!r}); nothing to learn"
+            f"target column {target.name!r}: a single value ({_plain(values.iloc[0])!r}) in "
+            f"{len(values)} labeled row(s); a model needs at least two distinct values to learn from"
         )
     dtype = column_dtype(target)
     if dtype in ("string", "boolean"):
@@ -75,9 +77,9 @@ def feature_kind(col: ColumnSchema, override: str | None) -> str | None:
     """numeric, categorical, or None for a column that cannot be a feature (free text, datetime)."""
     if override:
         return override
-    if col.numeric:
+    if col.kind == "numeric":
         return "numeric"
-    if col.dtype in ("string", "boolean") and col.categories is not None:
+    if col.kind in ("bool", "categorical"):  # a bool feature is categorical with categories False, True
         return "categorical"
     return None
 
@@ -142,7 +144,13 @@ def feature_specs(
     return specs, dropped
 
 
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value it holds, so messages say 5.0, not np.float64(5.0)."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def _as_category(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+    try:
+        return category_key(value)
+    except ValueError:
+        return str(value)

@@ -2,7 +2,8 @@
 
 Such a column is usually computed from the target (a "total" that includes it, a status set after the
 outcome) and will not exist, or not mean the same, at prediction time. A model that leans on it looks
-perfect in validation and fails in production, so `init` proposes excluding it and training warns.
+perfect in validation and fails in production, so `init` excludes it (both columns of a pair) and training
+warns.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Schema inference and validation: dtype, range, nullability and category set per column.
+"""Schema inference and validation: dtype, kind, range, nullability and category set per column.
 
 `infer_schema` describes a table; `check_table` finds what makes a table unusable on its own (all-null
 columns, text among numbers); `validate_against` compares a new table with a stored schema and names every
@@ -13,8 +13,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from driftloop.kinds import Kind, category_key
+
 DType = Literal["integer", "float", "boolean", "string", "datetime"]
 
+#: Fewer rows than this cannot be split into rows to learn from and rows to check with.
+MIN_ROWS = 2
 #: Share of parseable values above which a text column is taken for a numeric column with bad entries.
 NUMERIC_SHARE = 0.9
 
@@ -29,6 +33,13 @@ class ColumnSchema:
     maximum: float | None = None
     categories: list[str] | None = None
     """The value set of a text or boolean column with at most `max_categories` distinct values."""
+    kind: Kind | None = None
+    """What the column means, from dtype and categories (`column_kind`); filled in when not given, so
+    schemas stored before kinds existed read the same."""
+
+    def __post_init__(self) -> None:
+        if self.kind is None:
+            self.kind = column_kind(self.dtype, self.categories)
 
     @property
     def numeric(self) -> bool:
@@ -61,14 +72,26 @@ class TableSchema:
         return cls(columns=[ColumnSchema(**c) for c in d["columns"]], n_rows=d.get("n_rows", 0))
 
 
+def column_kind(dtype: DType, categories: list[str] | None) -> Kind:
+    """numeric (integer, float), bool, datetime, categorical (text with a small value set) or text."""
+    if dtype in ("integer", "float"):
+        return "numeric"
+    if dtype == "boolean":
+        return "bool"
+    if dtype == "datetime":
+        return "datetime"
+    return "categorical" if categories is not None else "text"
+
+
 def column_dtype(series: pd.Series) -> DType:
     if pd.api.types.is_bool_dtype(series):
         return "boolean"
     if pd.api.types.is_integer_dtype(series):
         return "integer"
     if pd.api.types.is_float_dtype(series):
-        non_null = series.dropna()
-        if len(non_null) and np.all(np.mod(non_null.to_numpy(), 1) == 0) and series.isna().any():
+        non_null = series.dropna().to_numpy()
+        non_null = non_null[np.isfinite(non_null)]  # inf has no remainder; it is refused by check_table
+        if len(non_null) and np.all(np.mod(non_null, 1) == 0) and series.isna().any():
             return "integer"  # integers with gaps: pandas reads them as float
         return "float"
     if pd.api.types.is_datetime64_any_dtype(series):
@@ -89,8 +112,17 @@ def infer_column(series: pd.Series, max_categories: int = 50) -> ColumnSchema:
         col.minimum = float(non_null.min())
         col.maximum = float(non_null.max())
     elif dtype in ("string", "boolean") and col.n_unique <= max_categories:
-        col.categories = sorted(str(v) for v in non_null.unique())
+        col.categories = sorted({_category(v) for v in non_null.unique()})
+    col.kind = column_kind(dtype, col.categories)
     return col
+
+
+def _category(value: Any) -> str:
+    """The category rule (driftloop.kinds), and `str` for objects it has no rule for."""
+    try:
+        return category_key(value)
+    except ValueError:
+        return str(value)
 
 
 def infer_schema(frame: pd.DataFrame, max_categories: int = 50) -> TableSchema:
@@ -110,6 +142,25 @@ def first_non_numeric(series: pd.Series) -> tuple[int, Any] | None:
     return int(series.index.get_loc(idx)), non_null.loc[idx]
 
 
+def first_infinite(series: pd.Series) -> tuple[int, int] | None:
+    """(row number of the first, count) of the infinite values of a float column, if any."""
+    if not pd.api.types.is_float_dtype(series):
+        return None
+    infinite = np.isinf(series.to_numpy(dtype=np.float64, na_value=np.nan))
+    if not infinite.any():
+        return None
+    return int(np.argmax(infinite)), int(infinite.sum())
+
+
+def too_few_rows(frame: pd.DataFrame) -> list[str]:
+    """The problem of a table too small to be a dataset (a batch to validate may be smaller)."""
+    if len(frame) >= MIN_ROWS:
+        return []
+    return [
+        f"{len(frame)} data row(s): a dataset needs at least {MIN_ROWS} (rows to learn from and to check with)"
+    ]
+
+
 def check_table(frame: pd.DataFrame) -> list[str]:
     """Problems that make a table unusable on its own, one line per column."""
     problems = []
@@ -117,6 +168,14 @@ def check_table(frame: pd.DataFrame) -> list[str]:
         series = frame[name]
         if series.isna().all():
             problems.append(f"column {name!r}: every value is missing")
+            continue
+        infinite = first_infinite(series)
+        if infinite is not None:
+            row, n = infinite
+            problems.append(
+                f"column {name!r}: {n} infinite value(s), first {series.iloc[row]} in data row {row + 1} "
+                "(no model can learn from or be checked against infinity; use a finite value or leave it empty)"
+            )
             continue
         if column_dtype(series) != "string":
             continue

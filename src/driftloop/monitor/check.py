@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from driftloop.kinds import bool_key, category_key
 from driftloop.monitor.drift import ColumnDrift, ColumnOverride, ColumnSpec, DriftDetector, DriftResult
 from driftloop.monitor.logwindow import Window, read_labeled, read_window
 from driftloop.monitor.performance import PerformanceResult, evaluate_performance
@@ -40,18 +41,20 @@ SCHEMA_VERSION = 1
 
 
 def category_strings(series: pd.Series) -> pd.Series:
-    """Categorical values as the log writes them: `str(value)`, an integral float as its integer."""
+    """Categorical values as the log writes them, by the category rule of `driftloop.kinds` (a boolean as
+    "True"/"False", an integral number as its integer); missing values (None, NaN, pd.NA) as None."""
     if pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(series.dtype):
         return series  # already strings (the log's categorical columns): nothing to convert
 
     def one(v: Any) -> Any:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
+        if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
             return None
-        if isinstance(v, np.generic):
-            v = v.item()
-        if isinstance(v, float) and v.is_integer():
-            v = int(v)
-        return str(v)
+        if isinstance(v, bool | np.bool_):
+            return bool_key(v)
+        try:
+            return category_key(v)
+        except ValueError:
+            return str(v)
 
     return series.astype(object).map(one)
 
@@ -94,7 +97,7 @@ class ReferenceState:
         monitoring: MonitoringConfig,
         target: str | None = None,
         classes: Sequence[Any] = (),
-        reference_predictions: Sequence[Any] | None = None,
+        reference_predictions: Sequence[Any] | np.ndarray | None = None,
         model_name: str = "",
         model_version: str | None = None,
         metric_name: str | None = None,
@@ -102,7 +105,10 @@ class ReferenceState:
     ) -> ReferenceState:
         specs = [ColumnSpec(f.name, f.kind) for f in features]
         overrides = {k: ColumnOverride(v.method, v.threshold) for k, v in monitoring.columns.items()}
-        common = {"drift_share": monitoring.drift_share, "psi_threshold": monitoring.psi_threshold}
+        common: dict[str, Any] = {
+            "drift_share": monitoring.drift_share,
+            "psi_threshold": monitoring.psi_threshold,
+        }
         detector = DriftDetector(specs, overrides=overrides, **common).fit(_frame_for(specs, reference))
         out_kind = NUMERIC if task == "regression" else CATEGORICAL
         pred = tgt = None
@@ -310,6 +316,20 @@ def reference_state(stores: Stores, cfg: Config, version: str) -> ReferenceState
     return state
 
 
+def champion_since(stores: Stores, champion: str) -> datetime | None:
+    """When `champion` took over from another champion (deployment history); None for the first champion
+    (nothing served before it, and rows a test or an import back-dates still count) or if history is silent."""
+    since = None
+    had_other = False
+    for dep in stores.metadata.deployment_history(stores.model_name):
+        if dep.champion != champion:
+            since = None
+            had_other = had_other or dep.champion is not None
+        elif since is None and had_other:
+            since = dep.updated_at
+    return since
+
+
 def run_check(
     stores: Stores,
     cfg: Config,
@@ -337,6 +357,11 @@ def run_check(
     if champion is None:
         return CheckResult(stores.model_name, None, "no_model", start, end, 0, last_rows=last)
     state = reference_state(stores, cfg, champion)
+    # Only rows served since this champion took over: older rows were the previous champion's world, the
+    # one this champion was retrained away from; counting them would re-fire the drift trigger at once.
+    since = champion_since(stores, champion)
+    if since is not None and (start is None or since > start):
+        start = since
     win = read_window(stores.log_dir, stores.model_name, start=start, end=end, last=last)
     # Labels arrive late: performance looks back `performance_window` from the window's end (for --last,
     # up to now, so the newest row is included).

@@ -8,6 +8,10 @@ Each column gets Evidently's default test (see `stattests.default_stattest`) unl
 test or a threshold, plus PSI beside it. The dataset drifts when the share of drifted columns reaches
 `drift_share` (>=, as Evidently). Columns are evaluated in a small thread pool: sorting, merging and
 histogramming in NumPy release the GIL.
+
+A column that cannot be tested (missing, empty, values of more than one type, a test that raises or gives
+a non-finite score) gets `drift: None` and an `error`, and does not count in the share; the others are
+tested as usual. One bad column never stops the run nor reads as "no drift".
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from driftloop.monitor.samples import (
     CategoricalSample,
     NumericSample,
     Sample,
+    comparable,
     make_sample,
+    value_types,
 )
 from driftloop.monitor.stattests import (
     REGISTRY,
@@ -80,7 +86,7 @@ class ColumnDrift:
     """Reference and current shares on common bins, for charts."""
 
     def to_dict(self, *, distributions: bool = True) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "column": self.column,
             "kind": self.kind,
             "method": self.method,
@@ -214,18 +220,24 @@ class DriftDetector:
         if cur.n == 0:
             out.error = "no non-null values in the current data"
             return out
+        out.error = mixed_types_error(ref, cur)
+        if out.error is not None:
+            return out
         override = self.overrides.get(spec.name, ColumnOverride())
-        if override.method:
-            test = REGISTRY[override.method]
-        else:
-            test = default_stattest(spec.kind, ref.n, n_values_combined(ref, cur))
-        out.method = test.name
-        out.score_kind = test.score_kind
-        out.threshold = test.default_threshold if override.threshold is None else override.threshold
-        out.statistic, out.drift = test(ref, cur, out.threshold)
-        out.psi = REGISTRY["psi"](ref, cur)[0] if test.name != "psi" else out.statistic
-        out.psi_drift = bool(out.psi >= self.psi_threshold)
-        out.distribution = chart_distribution(ref, cur)
+        try:
+            if override.method:
+                test = REGISTRY[override.method]
+            else:
+                test = default_stattest(spec.kind, ref.n, n_values_combined(ref, cur))
+            out.method = test.name
+            out.score_kind = test.score_kind
+            out.threshold = test.default_threshold if override.threshold is None else override.threshold
+            out.statistic, out.drift = test(ref, cur, out.threshold)
+            out.psi = REGISTRY["psi"].score(ref, cur) if test.name != "psi" else out.statistic
+            out.psi_drift = bool(out.psi >= self.psi_threshold) if np.isfinite(out.psi) else None
+            out.distribution = chart_distribution(ref, cur)
+        except COLUMN_ERRORS as exc:
+            return failed_column(out, exc)
         return out
 
 
@@ -240,6 +252,31 @@ def _prepare(table: Any, spec: ColumnSpec, side: str) -> Sample | str:
     if side == "reference" and sample.n == 0:
         return "no non-null values in the reference data"
     return sample
+
+
+COLUMN_ERRORS = (ValueError, TypeError, ArithmeticError)
+"""What one column's data can make a test raise; it becomes that column's error and the run goes on."""
+
+
+def failed_column(out: ColumnDrift, exc: Exception) -> ColumnDrift:
+    """The column without a verdict (so it does not count in the share), the reason in `error`."""
+    out.statistic = out.drift = out.psi = out.psi_drift = None
+    out.distribution = {}
+    out.error = f"{out.method or 'drift'} test failed: {exc}"
+    return out
+
+
+def mixed_types_error(ref: Sample, cur: Sample) -> str | None:
+    """Why a categorical column cannot be compared: values of more than one type across the two tables."""
+    if not isinstance(ref, CategoricalSample) or not isinstance(cur, CategoricalSample):
+        return None
+    ref_types, cur_types = value_types(ref.keys), value_types(cur.keys)
+    if comparable(set(ref_types) | set(cur_types)):
+        return None
+    return (
+        f"values of more than one type (reference: {', '.join(ref_types) or 'none'}; current: "
+        f"{', '.join(cur_types) or 'none'}): cast the column to one type in both tables"
+    )
 
 
 def chart_distribution(ref: Sample, cur: Sample) -> dict[str, Any]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+
+from driftloop.errors import first_line
 
 if TYPE_CHECKING:
     from driftloop.monitor.check import CheckResult
@@ -36,9 +37,11 @@ def publish(stores: Stores, result: CheckResult, registry: CollectorRegistry = R
         drift_share=None if drift is None else drift.share,
     )
     try:
-        log_to_mlflow(stores, result)
-    except Exception:  # the tracking server being down must not stop monitoring
-        log.warning("could not log the monitoring pass to MLflow", exc_info=True)
+        log_to_mlflow(stores, result, step=row_id)
+    except Exception as exc:  # the tracking server being down must not stop monitoring
+        # One line: an unreachable tracking store is an expected fault, not a bug; the trace is at debug level.
+        log.warning("could not log the monitoring pass to MLflow: %s", first_line(exc))
+        log.debug("MLflow logging failed", exc_info=True)
     export_gauges(result, registry)
     return row_id
 
@@ -56,12 +59,13 @@ def mlflow_metrics(result: CheckResult) -> dict[str, float]:
             out[f"drifted.{_safe(col.column)}"] = float(bool(col.drift))
             if col.psi is not None:
                 out[f"psi.{_safe(col.column)}"] = col.psi
-    for name, col in (("prediction", result.prediction_drift), ("target", result.target_drift)):
-        if col is not None and col.statistic is not None:
-            out[f"{name}_drift_score"] = col.statistic
+    for name, edge in (("prediction", result.prediction_drift), ("target", result.target_drift)):
+        if edge is not None and edge.statistic is not None:
+            out[f"{name}_drift_score"] = edge.statistic
     if result.quality is not None:
         out["quality_passed"] = float(result.quality.passed)
     if result.performance is not None:
+        out["feedback_unmatched"] = float(result.performance.unknown_labels)
         for group in result.performance.groups:
             for metric, value in group.metrics.items():
                 if value.value is not None:
@@ -70,8 +74,12 @@ def mlflow_metrics(result: CheckResult) -> dict[str, float]:
     return out
 
 
-def log_to_mlflow(stores: Stores, result: CheckResult) -> None:
-    """Append the pass to the model version's monitoring run (created on first use), one batch call."""
+def log_to_mlflow(stores: Stores, result: CheckResult, *, step: int) -> None:
+    """Append the pass to the model version's monitoring run (created on first use), one batch call.
+
+    `step` is the pass's metadata row id: unique per pass, so two passes over the same window (a retried pass, or
+    two in one second) never log the same (key, timestamp, step, value), which MLflow's primary key refuses.
+    """
     if result.model_version is None:
         return
     from mlflow.entities import Metric
@@ -91,10 +99,12 @@ def log_to_mlflow(stores: Stores, result: CheckResult) -> None:
         )
         run_id = run.info.run_id
     ts = int((result.window_end or result.created_at).timestamp() * 1000)
-    step = int(time.time())
     metrics = [Metric(k, float(v), ts, step) for k, v in mlflow_metrics(result).items()]
     for i in range(0, len(metrics), 1000):  # MLflow's batch limit
         client.log_batch(run_id, metrics=metrics[i : i + 1000])
+    # Each pass appends to the run and leaves it FINISHED: a run left RUNNING reads as a crashed or live job in
+    # the MLflow UI. Logging to a finished run is allowed; its end time becomes the latest pass's.
+    client.set_terminated(run_id, "FINISHED")
 
 
 _GAUGES: dict[int, dict[str, Gauge]] = {}
@@ -124,6 +134,23 @@ def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
             "rows": Gauge(
                 "driftloop_monitoring_rows", "Rows in the last monitoring window", registry=registry
             ),
+            # A gauge, not a counter: consecutive passes look back over overlapping spans, so summing them
+            # would count the same feedback row again and again.
+            "last_pass": Gauge(
+                "driftloop_monitoring_last_pass_timestamp_seconds",
+                "Unix time of the last monitoring pass (a stale one: monitoring stopped)",
+                registry=registry,
+            ),
+            "window": Gauge(
+                "driftloop_monitoring_window_seconds",
+                "Length of the last monitoring pass's window",
+                registry=registry,
+            ),
+            "unmatched": Gauge(
+                "driftloop_feedback_unmatched",
+                "Feedback labels in the last pass's performance span whose request id matches no prediction",
+                registry=registry,
+            ),
         }
     return _GAUGES[key]
 
@@ -133,6 +160,9 @@ def export_gauges(result: CheckResult, registry: CollectorRegistry = REGISTRY) -
     are cleared into false 'no drift' readings)."""
     g = _gauges(registry)
     g["rows"].set(result.n_rows)
+    start, end = result.window_start, result.window_end
+    window = (end - start).total_seconds() if start is not None and end is not None else None
+    monitoring_freshness(result.created_at.timestamp(), window, registry)
     drift = result.drift
     if drift is not None:
         g["score"].clear()
@@ -144,10 +174,21 @@ def export_gauges(result: CheckResult, registry: CollectorRegistry = REGISTRY) -
             g["share"].set(drift.share)
             g["dataset"].set(float(bool(drift.dataset_drift)))
     if result.performance is not None:
+        g["unmatched"].set(result.performance.unknown_labels)
         for group in result.performance.groups:
             for metric, value in group.metrics.items():
                 if value.value is not None:
                     g["metric"].labels(metric, group.model_version, group.arm).set(value.value)
+
+
+def monitoring_freshness(
+    ts: float, window_seconds: float | None, registry: CollectorRegistry = REGISTRY
+) -> None:
+    """When the last monitoring pass ran and over how long a window (a pass with no data counts: it ran)."""
+    g = _gauges(registry)
+    g["last_pass"].set(ts)
+    if window_seconds is not None and window_seconds > 0:
+        g["window"].set(window_seconds)
 
 
 def _safe(text: Any) -> str:

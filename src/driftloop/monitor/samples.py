@@ -108,7 +108,9 @@ def numeric_sample(values: Any, *, with_std: bool = True) -> NumericSample:
     `with_std` is only needed on the reference side (Wasserstein is normed by the reference's spread).
     """
     series = _series(values)
-    is_integer = pd.api.types.is_integer_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
+    integer_dtype = pd.api.types.is_integer_dtype(series.dtype) and not pd.api.types.is_bool_dtype(
+        series.dtype
+    )
     if isinstance(series.dtype, np.dtype):  # NumPy-backed: NaN already marks missing values, no masking pass
         arr = np.asarray(series.to_numpy(), dtype=np.float64)
     else:  # nullable / Arrow-backed
@@ -121,7 +123,10 @@ def numeric_sample(values: Any, *, with_std: bool = True) -> NumericSample:
         kept = arr[finite]
     std = _pandas_std(kept) if with_std else float("nan")
     kept.sort()
-    return NumericSample(sorted=kept, is_integer=is_integer, n_missing=int(arr.size - kept.size), std=std)
+    n_missing = int(arr.size - kept.size)
+    # Integers with gaps (nullable Int64) are what NumPy-backed pandas holds as float: no integer bins.
+    is_integer = integer_dtype and n_missing == 0
+    return NumericSample(sorted=kept, is_integer=is_integer, n_missing=n_missing, std=std)
 
 
 def _pandas_std(values: np.ndarray) -> float:
@@ -137,15 +142,46 @@ def _pandas_std(values: np.ndarray) -> float:
 
 
 def categorical_sample(values: Any) -> CategoricalSample:
-    """Prepare a categorical column: a hash-based count of each value, nulls dropped."""
+    """Prepare a categorical column: a hash-based count of each value, nulls dropped.
+
+    A pandas category dtype counts every declared category, used or not (`pd.cut` bands, filtered frames,
+    categories written to Parquet); a value with no row is not a value of the column, so zero counts are
+    dropped. Kept, they would pick chi-square for a two-valued column and give it a 0/0 term.
+    """
     series = _series(values)
     counts = series.value_counts(dropna=True, sort=False)
+    counts = counts[counts.to_numpy() > 0]
     keys = np.asarray(counts.index.to_numpy(dtype=object), dtype=object)
     return CategoricalSample(
         keys=keys,
         key_counts=counts.to_numpy(dtype=np.int64),
         n_missing=int(series.isna().sum()),
     )
+
+
+def value_types(keys: Any) -> list[str]:
+    """The types of value a categorical column holds, sorted: `bool`, `number` (int, float), `str`, or a type name.
+
+    Values of more than one type (an object column of str and int, or a column that is int in one table
+    and str in the other) cannot be ordered, and `1` and `"1"` would count as two categories. Booleans
+    and numbers compare and hash alike (`True == 1`), so they mix safely: see `comparable`.
+    """
+    types = set()
+    for key in keys:
+        if isinstance(key, str):
+            types.add("str")
+        elif isinstance(key, (bool, np.bool_)):
+            types.add("bool")
+        elif isinstance(key, (int, float, np.number)):
+            types.add("number")
+        else:
+            types.add(type(key).__name__)
+    return sorted(types)
+
+
+def comparable(types: Any) -> bool:
+    """Whether values of these types (from `value_types`) can be counted and ordered together."""
+    return len({"number" if t == "bool" else t for t in types}) <= 1
 
 
 def make_sample(values: Any, kind: str, *, reference: bool = True) -> Sample:

@@ -43,7 +43,17 @@ class StatTest:
     ) -> tuple[float, bool]:
         limit = self.default_threshold if threshold is None else threshold
         value = float(self.score(reference, current))
-        return value, bool(self.drifted(value, limit))
+        return value, self.decide(value, limit)
+
+    def decide(self, value: float, threshold: float) -> bool:
+        """The verdict on a score; ValueError for a non-finite one, which is a failed test, not "no drift".
+
+        NaN compares false with every threshold, so without this check a 0/0 inside a test would read as
+        a confident `drift: false`.
+        """
+        if not math.isfinite(value):
+            raise ValueError(f"non-finite {self.score_kind} ({value}), no verdict")
+        return bool(self.drifted(value, threshold))
 
 
 REGISTRY: dict[str, StatTest] = {}
@@ -235,10 +245,10 @@ def wasserstein(reference: Sample, current: Sample) -> float:
     count_type = np.int32 if n + m < 2**31 else np.int64  # exact either way; int32 halves memory traffic
     v_count = np.cumsum(is_v[:-1], dtype=count_type)
     u_count = np.arange(1, n + m, dtype=count_type)
-    u_count -= v_count
+    u_count -= v_count  # type: ignore[misc]  # numpy stubs: int -= int is fine
     # Same operations, in the same order, as scipy's `_cdf_distance` (u_cdf - v_cdf), so the same bits.
-    cdf_gap = u_count / n
-    cdf_gap -= v_count / m
+    cdf_gap = u_count / n  # type: ignore[operator]
+    cdf_gap -= v_count / m  # type: ignore[operator]
     np.abs(cdf_gap, out=cdf_gap)
     return float(np.vecdot(cdf_gap, deltas)) / max(reference.std, 0.001)
 

@@ -5,6 +5,11 @@ model spec, column kinds follow Evidently's inference on the current table, so `
 the verdicts an Evidently user expects: floats are numeric; integers are categorical with at most 10
 distinct values, numeric otherwise; booleans and categories are categorical; strings are categorical
 unless more than half of their non-null values are distinct (free text, which is not tested).
+
+Nullable dtypes (`Int64`, `Float64`, `boolean`, as `convert_dtypes()` and Parquet give them) get the kind
+of the NumPy-backed column holding the same values, so one table gets one answer in any format: an
+integer column with missing values is numeric, as it is when read from CSV (float64). Evidently leaves
+nullable columns out (its inference matches dtype names `int*`, `float*`, `bool`); driftloop tests them.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ def infer_kind(series: pd.Series) -> str | None:
     if pd.api.types.is_float_dtype(dtype):
         return NUMERIC
     if pd.api.types.is_integer_dtype(dtype):
+        if series.hasnans:
+            # Only a nullable Int64 column holds integers with gaps; NumPy-backed pandas (and any CSV
+            # reader) holds them as float, so they are numeric whatever the file format.
+            return NUMERIC
         return CATEGORICAL if series.nunique() <= INTEGER_CARDINALITY_LIMIT else NUMERIC
     if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
         values = series.dropna()
@@ -40,6 +49,24 @@ def infer_kind(series: pd.Series) -> str | None:
             return None
         return None if series.nunique() > values.size * 0.5 else CATEGORICAL
     return None
+
+
+def why_not_tested(series: pd.Series) -> str:
+    """The reason `infer_kind` left a column out, in the user's terms (pandas calls all text `str`)."""
+    values = series.dropna()
+    if values.empty:
+        return "every value is missing"
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return "a date/time column (drift is tested on numbers and categories)"
+    kinds = sorted({type(v).__name__ for v in values})
+    if kinds != ["str"]:
+        return f"mixed value types ({', '.join(kinds)}) in one column"
+    if series.nunique() > values.size * 0.5:
+        return (
+            f"free text: {series.nunique()} distinct values in {values.size} rows (more than half are "
+            "distinct, so it is not a category)"
+        )
+    return f"values of type {series.dtype} are neither numbers nor categories"
 
 
 def infer_columns(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[list[ColumnSpec], dict[str, str]]:
@@ -52,7 +79,7 @@ def infer_columns(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[list[
             continue
         kind = infer_kind(current[name])
         if kind is None:
-            skipped[str(name)] = f"not tested: dtype {current[name].dtype} is neither numeric nor categorical"
+            skipped[str(name)] = why_not_tested(current[name])
             continue
         specs.append(ColumnSpec(str(name), kind))
     for name in reference.columns:

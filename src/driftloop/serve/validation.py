@@ -8,8 +8,18 @@ Accepted shapes for `POST /v1/predict`:
     {"columns": ["alcohol", ...], "data": [[9.4, ...]]}   columnar (pandas "split"), optional "routing_key"
 
 Every feature of the spec must be present; null is accepted only for features the spec marks nullable.
-Numbers must be finite JSON numbers (not strings, not booleans); categorical values are strings (integers
-are accepted and read as their decimal string). Fields the model does not know are rejected or ignored
+Numbers must be finite JSON numbers within the float32 range, |x| <= MAX_ABS (not strings, not booleans):
+tree ensembles score in float32 and a scaled linear model overflows on larger values, so a value a model
+cannot take is refused here, naming the field, instead of failing the micro-batch it would share with other
+requests. Categorical and bool values follow the one rule per kind of `driftloop.kinds` (docs/contracts.md):
+categorical values are strings, or numbers read as their decimal string (7 and 7.0 as "7", 2.5 as "2.5");
+a bool feature (a categorical one trained on False/True) takes true/false, "true"/"FALSE", 1/0 or "1"/"0",
+and anything else is refused naming the field. The model's id and timestamp columns (`ModelSpec.id_column`,
+`timestamp_column`) are accepted beside the features, optional, never given to the model, and logged for
+joins: the id as a string (or integer), the timestamp as an ISO 8601 string. Text
+that is not valid Unicode (a lone surrogate escape such as "\\ud800", in a key or a value) and integers
+beyond the float range are refused when the body is decoded, so no such value reaches a model or the
+prediction log. Fields the model does not know are rejected or ignored
 (config `serving.unknown_fields`). Each problem is reported with its location, and no pandas is involved:
 the hot path is lists -> numpy.
 """
@@ -19,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -26,13 +37,23 @@ from typing import Any
 import numpy as np
 import orjson
 
-from driftloop.stores.models import ModelSpec
+from driftloop.kinds import as_timestamp, bool_key, category_key
+from driftloop.stores.models import ModelSpec, Prediction
 
 ROUTING_FIELD = "routing_key"
 MAX_REPORTED_PROBLEMS = 50
 _MISSING = object()
 _NUMBER_TYPES = (int, float)
 _FLOAT_INT = frozenset((int, float))
+#: The largest magnitude a numeric feature may have: float32's largest finite value (about 3.4e38).
+MAX_ABS = float(np.finfo(np.float32).max)
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+#: The bool rule's usual spellings, precomputed for the hot path (any other goes through `FeatureSpec.key`).
+_BOOL_SPELLINGS: dict[Any, str] = {
+    v: bool_key(v) for v in (True, False, "True", "False", "true", "false", "TRUE", "FALSE", "1", "0")
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class RequestRejected(Exception):
@@ -62,9 +83,49 @@ def decode_json(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         first_error = str(exc)
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (ValueError, RecursionError):
         raise RequestRejected(400, f"malformed JSON: {first_error}") from None
+    # Only the standard library lets these through (orjson refuses them), so only this slow path checks.
+    problems = _unrepresentable(value)
+    if problems:
+        raise RequestRejected(422, "invalid request", problems)
+    return value
+
+
+def _unrepresentable(value: Any) -> list[dict[str, str]]:
+    """Strings that are not valid Unicode and integers beyond float range, by location (iterative: deep
+    nesting cannot overflow the stack)."""
+    problems: list[dict[str, str]] = []
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack and len(problems) < MAX_REPORTED_PROBLEMS:
+        loc, v = stack.pop()
+        kind = type(v)
+        if kind is dict:
+            for k, item in v.items():
+                key = _printable(k)
+                if key != k:
+                    problems.append(
+                        {"loc": _join(loc, key), "msg": "key is not valid Unicode (lone surrogate)"}
+                    )
+                stack.append((_join(loc, key), item))
+        elif kind is list:
+            stack.extend((f"{loc}[{i}]", item) for i, item in enumerate(v))
+        elif kind is str:
+            if _printable(v) != v:
+                problems.append({"loc": loc or "body", "msg": "is not valid Unicode text (lone surrogate)"})
+        elif kind is int and abs(v) > _FLOAT_MAX:
+            problems.append({"loc": loc or "body", "msg": "number out of range"})
+    return problems
+
+
+def _printable(text: str) -> str:
+    """`text` itself when it encodes as UTF-8; otherwise with its lone surrogates written as \\uXXXX."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+    return text
 
 
 @dataclass
@@ -75,6 +136,9 @@ class ParsedRequest:
     columns: list[Any]
     batch: bool
     routing_key: str | None
+    joins: list[list[Any]] | None = None
+    """Per join column of the schema, one value per row: id strings, timestamps as microseconds since the
+    epoch (UTC), None where not sent. None when the model has no join columns."""
 
     @property
     def n_rows(self) -> int:
@@ -84,9 +148,27 @@ class ParsedRequest:
 class RequestSchema:
     """Validation and encoding for one model spec. Built once per loaded model; `parse` runs per request."""
 
-    def __init__(self, spec: ModelSpec, *, unknown_fields: str = "reject", max_rows: int = 10_000) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        unknown_fields: str = "reject",
+        max_rows: int = 10_000,
+        join_columns: tuple[str | None, str | None] = (None, None),
+    ) -> None:
+        """`join_columns`: the (id, timestamp) columns to accept when the spec names none (a model trained
+        before specs recorded them), from the serving config's `data` section."""
         self.spec = spec
         self.names = tuple(spec.feature_names)
+        id_column = spec.id_column or (None if spec.timestamp_column else join_columns[0])
+        ts_column = spec.timestamp_column or (None if spec.id_column else join_columns[1])
+        pairs = [(id_column, "text"), (ts_column, "datetime")]
+        self.joins = tuple((n, k) for n, k in pairs if n and n not in self.names)
+        self.join_names = tuple(n for n, _ in self.joins)
+        self.join_kinds = tuple(k for _, k in self.joins)
+        self.known = frozenset(self.names) | frozenset(self.join_names)
+        self.keys = tuple(f.key for f in spec.features)
+        self.bools = tuple(f.is_bool for f in spec.features)
         self.kinds = tuple(f.kind for f in spec.features)
         self.nullable = tuple(f.nullable for f in spec.features)
         self.name_set = frozenset(self.names)
@@ -139,7 +221,7 @@ class RequestSchema:
             except (KeyError, TypeError):
                 rows = None
             if rows is not None and len(rows) == len(records):
-                fast = self._fast(rows, batch, routing_key)
+                fast = self._fast(rows, batch, routing_key)  # type: ignore[arg-type]  # rows of values
                 if fast is not None:
                     return fast
         problems: list[dict[str, str]] = []
@@ -147,7 +229,7 @@ class RequestSchema:
             if type(rec) is not dict:
                 problems.append({"loc": where(i) or "body", "msg": "must be an object of feature values"})
             elif len(rec) != len(self.names) or not self.name_set.issuperset(rec):
-                extra = [k for k in rec if k not in self.name_set]
+                extra = [k for k in rec if k not in self.known]
                 if extra and self.reject_unknown:
                     for k in extra:
                         problems.append({"loc": _join(where(i), k), "msg": "is not a feature of the model"})
@@ -156,7 +238,8 @@ class RequestSchema:
         if any(type(rec) is not dict for rec in records):
             raise RequestRejected(422, "invalid request", problems[:MAX_REPORTED_PROBLEMS])
         raw = [[rec.get(name, _MISSING) for rec in records] for name in self.names]
-        return self._encode(raw, batch, routing_key, lambda i, name: _join(where(i), name), problems)
+        joins = [[rec.get(name) for rec in records] for name in self.join_names]
+        return self._encode(raw, batch, routing_key, lambda i, name: _join(where(i), name), problems, joins)
 
     def _columnar(self, body: dict[str, Any], routing_key: str | None) -> ParsedRequest:
         extra = sorted(set(body) - {"columns", "data", "index"})
@@ -182,7 +265,7 @@ class RequestSchema:
             problems += [
                 {"loc": f"columns.{c}", "msg": "is not a feature of the model"}
                 for c in columns
-                if c not in self.name_set
+                if c not in self.known
             ]
         width = len(columns)
         for i, row in enumerate(data):
@@ -198,7 +281,11 @@ class RequestSchema:
                 return fast
         position = {c: j for j, c in enumerate(columns)}
         raw = [[row[position[name]] for row in data] for name in self.names]
-        return self._encode(raw, True, routing_key, lambda i, name: f"data[{i}].{name}")
+        joins = [
+            [row[position[name]] for row in data] if name in position else [None] * len(data)
+            for name in self.join_names
+        ]
+        return self._encode(raw, True, routing_key, lambda i, name: f"data[{i}].{name}", None, joins)
 
     def _check_count(self, n: int) -> None:
         if n == 0:
@@ -214,10 +301,16 @@ class RequestSchema:
             X = np.array(rows, dtype=np.float64)
         except (OverflowError, ValueError):
             return None
-        if X.ndim != 2 or X.shape[1] != len(self.names) or not np.isfinite(X).all():
+        # NaN compares False: one test refuses NaN, infinities and values beyond MAX_ABS.
+        if X.ndim != 2 or X.shape[1] != len(self.names) or not (np.abs(X) <= MAX_ABS).all():
             return None
+        joins = [[None] * X.shape[0] for _ in self.joins] if self.joins else None
         return ParsedRequest(
-            X=X, columns=[X[:, j] for j in range(X.shape[1])], batch=batch, routing_key=routing_key
+            X=X,
+            columns=[X[:, j] for j in range(X.shape[1])],
+            batch=batch,
+            routing_key=routing_key,
+            joins=joins,
         )
 
     # -- values -----------------------------------------------------------------------------------------------
@@ -229,6 +322,7 @@ class RequestSchema:
         routing_key: str | None,
         loc: Any,
         problems: list[dict[str, str]] | None = None,
+        joins: list[list[Any]] | None = None,
     ) -> ParsedRequest:
         """Check and convert column by column; `problems` found earlier are reported together with these."""
         n = len(raw[0]) if raw else 0
@@ -251,14 +345,21 @@ class RequestSchema:
                     columns.append(values)
             if len(problems) >= MAX_REPORTED_PROBLEMS:
                 break
+        keys = None
+        if self.joins:
+            keys = []
+            for (name, kind), col in zip(self.joins, joins or [[None] * n for _ in self.joins], strict=True):
+                values, bad = _join_values(col, name, kind, loc)
+                problems += bad
+                keys.append(values)
         if problems:
             raise RequestRejected(422, "invalid request", problems[:MAX_REPORTED_PROBLEMS])
-        return ParsedRequest(X=X, columns=columns, batch=batch, routing_key=routing_key)
+        return ParsedRequest(X=X, columns=columns, batch=batch, routing_key=routing_key, joins=keys)
 
     def _numeric(self, col: list[Any], name: str, j: int, loc: Any) -> tuple[Any, list[dict[str, str]]]:
-        if all(type(v) is float or type(v) is int for v in col):
+        if all(type(v) is float or (type(v) is int and abs(v) <= MAX_ABS) for v in col):
             arr = np.array(col, dtype=np.float64)
-            if np.isfinite(arr).all():
+            if (np.abs(arr) <= MAX_ABS).all():
                 return arr, []
         problems = []
         values = []
@@ -272,8 +373,10 @@ class RequestSchema:
                 v = math.nan
             elif type(v) is bool or not isinstance(v, _NUMBER_TYPES):
                 msg = f"expected a number, got {_describe(v)}"
-            elif not math.isfinite(v):
+            elif type(v) is float and not math.isfinite(v):
                 msg = f"must be a finite number, got {v!r}"
+            elif abs(v) > MAX_ABS:
+                msg = f"must be within +-{MAX_ABS:.7g} (the float32 range), got {_describe(v)}"
             if msg:
                 problems.append({"loc": loc(i, name), "msg": msg})
                 if len(problems) >= MAX_REPORTED_PROBLEMS:
@@ -281,16 +384,21 @@ class RequestSchema:
             values.append(v)
         if problems:
             return None, problems
-        try:
-            return np.array(values, dtype=np.float64), []
-        except OverflowError:  # an integer beyond float range
-            return None, [{"loc": name, "msg": "number out of range"}]
+        return np.array(values, dtype=np.float64), []
 
     def _categorical(
         self, col: list[Any], name: str, j: int, loc: Any
     ) -> tuple[list[Any], list[dict[str, str]]]:
-        if all(type(v) is str for v in col):
-            return col, []
+        key = self.keys[j]
+        if not self.bools[j] and all(type(v) is str for v in col):
+            return col, []  # strings are categories as they are: nothing to convert
+        if self.bools[j]:
+            try:  # the common spellings by one dict lookup each (1 and 1.0 hash as True: the same rule)
+                mapped = [_BOOL_SPELLINGS.get(v) for v in col]
+            except TypeError:  # an unhashable value (a list): the per-value checks name it
+                mapped = [None]
+            if None not in mapped:
+                return mapped, []
         values: list[Any] = []
         problems = []
         for i, v in enumerate(col):
@@ -300,18 +408,55 @@ class RequestSchema:
             elif v is None:
                 if not self.nullable[j]:
                     msg = "must not be null"
-            elif type(v) is int:
-                v = str(v)
-            elif type(v) is float and math.isfinite(v) and v.is_integer():
-                v = str(int(v))
-            elif type(v) is not str:
-                msg = f"expected a string (category), got {_describe(v)}"
+            else:
+                try:
+                    v = key(v)
+                except ValueError as exc:
+                    msg = str(exc)
             if msg:
                 problems.append({"loc": loc(i, name), "msg": msg})
                 if len(problems) >= MAX_REPORTED_PROBLEMS:
                     break
             values.append(v)
         return values, problems
+
+
+def check_prediction(pred: Prediction, *, batch: bool) -> None:
+    """Refuse (422) a request whose model output is not finite: it is that input, never served or logged.
+
+    Row-wise models give each row its own output, so only the request holding such a row is refused.
+    """
+    out = pred.proba if pred.proba is not None else np.asarray(pred.labels, dtype=np.float64)
+    finite = np.isfinite(out) if out.ndim == 1 else np.isfinite(out).all(axis=1)
+    if finite.all():
+        return
+    msg = "the model's output for this record is not a finite number: a value is beyond what it can score"
+    bad = np.flatnonzero(~finite)[:MAX_REPORTED_PROBLEMS]
+    problems = [{"loc": f"[{i}]" if batch else "body", "msg": msg} for i in bad.tolist()]
+    raise RequestRejected(422, "the model cannot score this input", problems)
+
+
+def _join_values(col: list[Any], name: str, kind: str, loc: Any) -> tuple[list[Any], list[dict[str, str]]]:
+    """A join column's values as logged (id: string; timestamp: microseconds since the epoch, UTC)."""
+    values: list[Any] = []
+    problems: list[dict[str, str]] = []
+    for i, v in enumerate(col):
+        if v is None:
+            values.append(None)
+            continue
+        try:
+            if kind == "datetime":
+                t = as_timestamp(v)
+                values.append((t - _EPOCH) // _MICROSECOND)
+            elif type(v) is bool or (type(v) is float and not v.is_integer()):  # never true or 2.5
+                raise ValueError(f"expected a string or an integer (an id), got {_describe(v)}")
+            else:
+                values.append(category_key(v))
+        except ValueError as exc:
+            problems.append({"loc": loc(i, name), "msg": str(exc)})
+            if len(problems) >= MAX_REPORTED_PROBLEMS:
+                break
+    return values, problems
 
 
 def _routing_key(value: Any) -> str:
@@ -329,7 +474,7 @@ def _join(prefix: str, name: str) -> str:
 
 
 def _describe(v: Any) -> str:
-    kind = {bool: "boolean", str: "string", list: "list", dict: "object", float: "number"}.get(
+    kind = {bool: "boolean", str: "string", list: "list", dict: "object", float: "number", int: "number"}.get(
         type(v), type(v).__name__
     )
     text = repr(v)
