@@ -1,10 +1,17 @@
-"""Serving benchmark: `driftloop serve` against `mlflow models serve` on the same LightGBM wine model.
+"""Serving benchmark: `driftloop serve` against `mlflow models serve` on the same wine models.
+
+Two models, each served by both servers:
+    - hand-picked: a LightGBM model (6 classes x 100 trees) registered directly,
+    - trained: what a user gets, `driftloop init` on the red wine file, then `driftloop data add` and the
+      default `driftloop train` with the config init wrote (its budget, families, ensemble selection and
+      `training.max_predict_ms`); the family it chose and its predict time are in the results.
 
 Same machine, same worker count, same load generators, 127.0.0.1 only, every run bounded in time:
     - wrk (2 threads, 16 connections, Lua script) for req/s and p50/p99 at saturation, 1-row and 100-row bodies,
     - hey at a held rate (default 1,000 req/s) for the p99 a service level objective would be about,
     - the time from process start to ready (/readyz 200 on every worker; MLflow: /ping 200).
-driftloop runs with routing on (A/B, challenger weight 10%) and the prediction log on, as in production.
+driftloop runs the hand-picked model with routing on (A/B, challenger weight 10%) and the prediction log on,
+as in production; the trained model is the champion of its own project (single strategy, log on).
 
     .venv/bin/python benchmarks/serving/run.py [--seconds 10] [--rate 1000] [--workers 1 2]
 
@@ -42,6 +49,7 @@ LUA = HERE / "post.lua"
 
 @dataclass
 class Load:
+    model: str
     server: str
     workers: int
     body: str
@@ -118,6 +126,37 @@ def build_models(root: Path) -> tuple[Path, Path, list[dict]]:
     return config, model_dir, records
 
 
+def train_default(root: Path) -> tuple[Path, Path, dict[str, str]]:
+    """`driftloop init`, `data add` and the default `train` on red wine in root/trained, as a user runs them."""
+    from mlflow import MlflowClient
+
+    from driftloop.config import load_config
+    from driftloop.stores import open_stores
+
+    folder = root / "trained"
+    config = folder / "driftloop.yaml"
+    if not config.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+        for args in (["init", str(DATA), "--target", "quality"], ["data", "add"], ["train", "--no-progress"]):
+            print(f"driftloop {' '.join(args)}", flush=True)
+            subprocess.run([str(VENV_BIN / "driftloop"), *args], cwd=folder, env=env, check=True)
+    stores = open_stores(load_config(config))
+    version = stores.metadata.get_deployment(stores.model_name).champion
+    assert version is not None, "the default train registered no champion"
+    run = MlflowClient(stores.tracking.tracking_uri).get_run(stores.tracking.get_version(version).run_id)
+    about = {
+        "family": run.data.params.get("best_family", "?"),
+        "predict_ms_1row": f"{run.data.metrics.get('predict_ms_1row', float('nan')):.3f}",
+        "predict_ms_100rows": f"{run.data.metrics.get('predict_ms_100rows', float('nan')):.3f}",
+        "n_trials": f"{run.data.metrics.get('n_trials', float('nan')):.0f}",
+        "params": run.data.params.get("best.members", "")[:400],
+        "max_predict_ms": str(stores.cfg.training.max_predict_ms),
+        "budget": f"{stores.cfg.training.budget.trials} trials / {stores.cfg.training.budget.seconds} s",
+    }
+    return config, stores.tracking.model_dir(version), about
+
+
 def reuse_models(root: Path) -> tuple[Path, Path, list[dict]]:
     frame = pd.read_csv(DATA, sep=";")
     feats = [c for c in frame.columns if c != "quality"]
@@ -125,7 +164,22 @@ def reuse_models(root: Path) -> tuple[Path, Path, list[dict]]:
     return root / "driftloop.yaml", root / "cache" / "models" / "wine" / "1", records
 
 
-def start_driftloop(config: Path, workers: int) -> tuple[subprocess.Popen, str, float]:
+def compilable(model_dir: Path) -> bool:
+    """driftloop compiles LightGBM (lleaves) and scikit-learn forests (treelite), an ensemble member by member;
+    other models (a linear one) are served as loaded."""
+    from driftloop.compiled import forest
+    from driftloop.stores.models import load_bundle_dir
+
+    bundle = load_bundle_dir(model_dir)
+    if bundle.flavor == "ensemble":
+        members = bundle.estimator.members
+        return any(m.flavor == "lightgbm" or forest.is_forest(m.estimator) for m in members)
+    return bundle.flavor == "lightgbm" or forest.is_forest(bundle.estimator)
+
+
+def start_driftloop(
+    config: Path, workers: int, *, compiled: bool = True
+) -> tuple[subprocess.Popen, str, float]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
@@ -133,7 +187,7 @@ def start_driftloop(config: Path, workers: int) -> tuple[subprocess.Popen, str, 
         [
             sys.executable,
             "-m",
-            "driftloop.cli_serve",
+            "driftloop.cli.serve",
             "--config",
             str(config),
             "--port",
@@ -150,7 +204,8 @@ def start_driftloop(config: Path, workers: int) -> tuple[subprocess.Popen, str, 
         wait(lambda: _driftloop_ready(base), proc, 120)
         ready = time.monotonic() - t0
         # Let the background compile finish (the first run on a machine compiles; later runs load the cache).
-        wait(lambda: _compiled(base), proc, 900)
+        if compiled:
+            wait(lambda: _compiled(base), proc, 900)
     except BaseException:
         stop(proc)
         raise
@@ -161,7 +216,7 @@ def _driftloop_ready(base: str) -> bool:
     if httpx.get(f"{base}/readyz", timeout=2).status_code != 200:
         return False
     text = httpx.get(f"{base}/metrics", timeout=2).text
-    return "driftloop_model_ready 1.0" in text
+    return re.search(r"^driftloop_model_ready(\{[^}]*\})? 1\.0$", text, re.M) is not None  # any model_name
 
 
 def _compiled(base: str) -> bool:
@@ -172,13 +227,12 @@ def _compiled(base: str) -> bool:
     return True
 
 
-def start_mlflow(model_dir: Path, root: Path, workers: int) -> tuple[subprocess.Popen, str, float]:
+def start_mlflow(model_dir: Path, workers: int) -> tuple[subprocess.Popen, str, float]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
     }
     t0 = time.monotonic()
     proc = subprocess.Popen(
@@ -306,10 +360,13 @@ def main() -> None:
     if args.fresh and root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
+    uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
     if (root / "driftloop.yaml").exists():
         config, model_dir, records = reuse_models(root)
     else:
         config, model_dir, records = build_models(root)
+    trained_config, trained_dir, trained = train_default(root)
+    cases = [("hand-picked", config, model_dir), ("trained", trained_config, trained_dir)]
     shutil.rmtree(root / "logs", ignore_errors=True)
     try:
         bodies = {
@@ -324,7 +381,7 @@ def main() -> None:
             files[server, rows].write_bytes(content)
         path = {"driftloop": "/v1/predict", "mlflow": "/invocations"}
         loads: list[Load] = []
-        held: list[tuple[str, int, dict[str, float]]] = []
+        held: list[tuple[str, str, int, dict[str, float]]] = []
         ready: list[tuple[str, int, float]] = []
         for workers in args.workers:
             # A first start on a machine has no compiled trees yet (workers serve with the LightGBM booster
@@ -335,47 +392,52 @@ def main() -> None:
             proc, _, ready_s = start_driftloop(config, workers)
             stop(proc)
             ready.append(("driftloop (first start: no compiled cache)", workers, ready_s))
-            for server in ("mlflow", "driftloop"):
-                print(f"{server}, {workers} worker(s): starting", flush=True)
-                proc, base, ready_s = (
-                    start_mlflow(model_dir, root, workers)
-                    if server == "mlflow"
-                    else start_driftloop(config, workers)
-                )
-                ready.append((server, workers, ready_s))
-                try:
-                    url = base + path[server]
-                    for rows in (1, 100):
-                        os.environ["REQ_PATH"] = path[server]
-                        load = os.getloadavg()[0]
-                        r = run_wrk(base, files[server, rows], args.seconds)
-                        loads.append(
-                            Load(
-                                server,
-                                workers,
-                                f"{rows}-row",
-                                rows,
-                                r["rps"],
-                                r["p50_us"] / 1000,
-                                r["p99_us"] / 1000,
-                                int(r["errors"]),
-                                load,
+            for model, cfg_path, folder in cases:
+                for server in ("mlflow", "driftloop"):
+                    print(f"{model} model, {server}, {workers} worker(s): starting", flush=True)
+                    proc, base, ready_s = (
+                        start_mlflow(folder, workers)
+                        if server == "mlflow"
+                        else start_driftloop(cfg_path, workers, compiled=compilable(folder))
+                    )
+                    ready.append((f"{server} ({model} model)", workers, ready_s))
+                    try:
+                        url = base + path[server]
+                        for rows in (1, 100):
+                            os.environ["REQ_PATH"] = path[server]
+                            load = os.getloadavg()[0]
+                            r = run_wrk(base, files[server, rows], args.seconds)
+                            loads.append(
+                                Load(
+                                    model,
+                                    server,
+                                    workers,
+                                    f"{rows}-row",
+                                    rows,
+                                    r["rps"],
+                                    r["p50_us"] / 1000,
+                                    r["p99_us"] / 1000,
+                                    int(r["errors"]),
+                                    load,
+                                )
                             )
-                        )
+                            print(
+                                f"  wrk {rows}-row: {r['rps']:.0f} req/s, p50 {r['p50_us'] / 1000:.2f} ms, "
+                                f"p99 {r['p99_us'] / 1000:.2f} ms",
+                                flush=True,
+                            )
+                        h = run_hey(url, files[server, 1], args.seconds, args.rate)
+                        held.append((model, server, workers, h))
                         print(
-                            f"  wrk {rows}-row: {r['rps']:.0f} req/s, p50 {r['p50_us'] / 1000:.2f} ms, p99 {r['p99_us'] / 1000:.2f} ms",
+                            f"  hey {args.rate} req/s held: {h['rps']:.0f} req/s, p50 {h['p50']:.2f} ms, "
+                            f"p99 {h['p99']:.2f} ms",
                             flush=True,
                         )
-                    h = run_hey(url, files[server, 1], args.seconds, args.rate)
-                    held.append((server, workers, h))
-                    print(
-                        f"  hey {args.rate} req/s held: {h['rps']:.0f} req/s, p50 {h['p50']:.2f} ms, p99 {h['p99']:.2f} ms",
-                        flush=True,
-                    )
-                finally:
-                    stop(proc)
+                    finally:
+                        stop(proc)
         logged = _count_logged(root / "logs")
-        write_results(args, loads, held, ready, logged)
+        uptime.append(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+        write_results(args, loads, held, ready, logged, trained, uptime)
     finally:
         shutil.rmtree(root / "logs", ignore_errors=True)
 
@@ -386,7 +448,15 @@ def _count_logged(log_dir: Path) -> int:
     return count_rows(log_dir, "predictions", where="arm <> 'shadow'")
 
 
-def write_results(args: argparse.Namespace, loads: list[Load], held: list, ready: list, logged: int) -> None:
+def write_results(
+    args: argparse.Namespace,
+    loads: list[Load],
+    held: list,
+    ready: list,
+    logged: int,
+    trained: dict[str, str],
+    uptime: list[str],
+) -> None:
     cpu = next(
         (
             ln.split(":", 1)[1].strip()
@@ -400,8 +470,18 @@ def write_results(args: argparse.Namespace, loads: list[Load], held: list, ready
         "",
         f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"MLflow {version('mlflow')}, LightGBM {version('lightgbm')}, lleaves {version('lleaves')}, uvicorn {version('uvicorn')}.",
-        "Model: LightGBM multiclass (6 classes x 100 trees) on red wine, the same model folder for both servers.",
-        "driftloop: A/B routing (challenger 10%), prediction log on, compiled trees (lleaves); MLflow: `--env-manager local`.",
+        "Models, each served by both servers from the same model folder:",
+        "- hand-picked: LightGBM multiclass (6 classes x 100 trees) on red wine, registered directly;",
+        f"- trained: `driftloop init` + `data add` + `train` with the config init writes (budget {trained['budget']},",
+        f"  training.max_predict_ms {trained['max_predict_ms']}): it chose **{trained['family']}** after "
+        f"{trained['n_trials']} trials, predict time on the serving path {trained['predict_ms_1row']} ms for one row,",
+        f"  {trained['predict_ms_100rows']} ms for 100 rows"
+        + (f"; members {trained['params']}" if trained["params"] else "")
+        + ".",
+        f"`uptime` before: `{uptime[0]}`; after: `{uptime[-1]}`.",
+        "driftloop, hand-picked model: A/B routing (challenger 10%), prediction log on, compiled trees (lleaves);",
+        "trained model: the champion of its own project (single strategy, log on), compiled if it is LightGBM, a",
+        "scikit-learn forest or an ensemble of them (lleaves, treelite). MLflow: `--env-manager local`.",
         "Load generators on the same machine (they take CPU from the servers too): "
         f"wrk 2 threads, 16 connections, {args.seconds} s; hey 10 connections at a held {args.rate} req/s, {args.seconds} s.",
         "",
@@ -411,36 +491,36 @@ def write_results(args: argparse.Namespace, loads: list[Load], held: list, ready
         "",
         "## Throughput and latency at saturation (wrk)",
         "",
-        "| server | workers | body | req/s | rows/s | p50 ms | p99 ms | errors | load avg before |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | server | workers | body | req/s | rows/s | p50 ms | p99 ms | errors | load avg before |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ld in loads:
         lines.append(
-            f"| {ld.server} | {ld.workers} | {ld.body} | {ld.rps:,.0f} | {ld.rows_per_s:,.0f} | {ld.p50_ms:.2f} | {ld.p99_ms:.2f} | {ld.errors} | {ld.load_avg:.1f} |"
+            f"| {ld.model} | {ld.server} | {ld.workers} | {ld.body} | {ld.rps:,.0f} | {ld.rows_per_s:,.0f} | "
+            f"{ld.p50_ms:.2f} | {ld.p99_ms:.2f} | {ld.errors} | {ld.load_avg:.1f} |"
         )
-    lines += ["", "Ratios (driftloop / MLflow, same workers and body):", ""]
-    for workers in args.workers:
-        for rows in (1, 100):
-            d = next(
-                (x for x in loads if x.server == "driftloop" and x.workers == workers and x.rows == rows),
-                None,
-            )
-            m = next(
-                (x for x in loads if x.server == "mlflow" and x.workers == workers and x.rows == rows), None
-            )
-            if d and m and m.rps:
-                what = "req/s" if rows == 1 else "rows/s"
-                lines.append(f"- {workers} worker(s), {rows}-row: **{d.rps / m.rps:.1f}x** {what}")
+    lines += ["", "Ratios (driftloop / MLflow, same model, workers and body):", ""]
+    for model in dict.fromkeys(ld.model for ld in loads):
+        for workers in args.workers:
+            for rows in (1, 100):
+                pick = {x.server: x for x in loads if (x.model, x.workers, x.rows) == (model, workers, rows)}
+                d, m = pick.get("driftloop"), pick.get("mlflow")
+                if d and m and m.rps:
+                    what = "req/s" if rows == 1 else "rows/s"
+                    lines.append(
+                        f"- {model} model, {workers} worker(s), {rows}-row: **{d.rps / m.rps:.1f}x** {what}"
+                    )
     lines += [
         "",
         f"## Latency at a held {args.rate} req/s, 1-row bodies (hey)",
         "",
-        "| server | workers | achieved req/s | p50 ms | p99 ms | non-200 |",
-        "|---|---|---|---|---|---|",
+        "| model | server | workers | achieved req/s | p50 ms | p99 ms | non-200 |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for server, workers, h in held:
+    for model, server, workers, h in held:
         lines.append(
-            f"| {server} | {workers} | {h['rps']:,.0f} | {h['p50']:.2f} | {h['p99']:.2f} | {h['errors']} |"
+            f"| {model} | {server} | {workers} | {h['rps']:,.0f} | {h['p50']:.2f} | {h['p99']:.2f} | "
+            f"{h['errors']} |"
         )
     lines += ["", "## Start to ready", "", "| server | workers | seconds |", "|---|---|---|"]
     for server, workers, seconds in ready:
@@ -453,9 +533,13 @@ def write_results(args: argparse.Namespace, loads: list[Load], held: list, ready
         "(once per version and machine, then cached) is done. Every later start, like a restart or a scale-out,",
         "loads the cached binary and does not import LightGBM. The load runs above start after the swap.",
         "",
-        f"Prediction-log rows written by driftloop during the runs (champion + challenger arms): {logged:,}.",
+        f"Prediction-log rows written by driftloop for the hand-picked model (champion + challenger arms): {logged:,}.",
         "",
     ]
+    old = args.out.read_text() if args.out.exists() else ""
+    begin, end = "<!-- forest:begin -->", "<!-- forest:end -->"
+    if begin in old and end in old:  # forest.py's section, measured by its own command
+        lines += [old[old.index(begin) : old.index(end) + len(end)], ""]
     args.out.write_text("\n".join(lines))
     print(f"wrote {args.out}")
 

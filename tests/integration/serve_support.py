@@ -3,7 +3,7 @@ PostgreSQL with the metadata), real servers on sockets.
 
 `wine_models` trains two small LightGBM models once per session and registers them as versions 1 and 2.
 `ServerThread` runs one uvicorn server in a thread on a free port (fast: no process start-up);
-`ServerProcess` runs `python -m driftloop.cli_serve` for tests about workers and signals.
+`ServerProcess` runs `python -m driftloop.cli.serve` for tests about workers and signals.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -74,6 +75,10 @@ class WineModels:
         rows = self.frame[FEATURES].iloc[start : start + n]
         return [{k: float(v) for k, v in r.items()} for r in rows.to_dict(orient="records")]
 
+    def register(self, bundle: Any, input_example: pd.DataFrame) -> str:
+        """Log and register another model version of "wine" (any flavor or spec); returns its version."""
+        return register_bundle(self.root, self.database_url, bundle, input_example)
+
     def deploy(self, **changes: Any) -> None:
         """Set the deployment row (compare-and-swap on the current revision)."""
         store = MetadataStore.connect(self.database_url)
@@ -90,12 +95,27 @@ class WineModels:
             store.close()
 
 
-def train_wine_models(root: Path, red: pd.DataFrame) -> WineModels:
-    import lightgbm as lgb
+def register_bundle(root: Path, url: str, bundle: Any, input_example: pd.DataFrame) -> str:
+    """Log `bundle` to the "wine" model's MLflow (under `root`, backend `url`) and register it."""
     import mlflow
 
-    from driftloop.stores.models import Encoder, FeatureSpec, ModelBundle, ModelSpec, log_bundle
+    from driftloop.stores.models import log_bundle
     from driftloop.stores.tracking import TrackingStore
+
+    tracking_uri = StoresConfig(
+        root=root, database_url=url
+    ).resolved_tracking_uri()  # PostgreSQL: the same one
+    ts = TrackingStore(tracking_uri, (root / "mlartifacts").as_uri(), "wine", root / "cache" / "models")
+    mlflow.set_tracking_uri(ts.tracking_uri)
+    with mlflow.start_run(experiment_id=ts.experiment_id()) as run:
+        info = log_bundle(bundle, input_example=input_example)
+    return ts.register(info.model_uri, run.info.run_id)
+
+
+def train_wine_models(root: Path, red: pd.DataFrame) -> WineModels:
+    import lightgbm as lgb
+
+    from driftloop.stores.models import Encoder, FeatureSpec, ModelBundle, ModelSpec
     from tests.conftest import database_url
 
     classes = sorted(red.quality.unique().tolist())
@@ -108,18 +128,11 @@ def train_wine_models(root: Path, red: pd.DataFrame) -> WineModels:
     X = Encoder(spec).encode_frame(red)
     y = np.searchsorted(classes, red.quality)
     url = database_url(root)
-    tracking_uri = StoresConfig(
-        root=root, database_url=url
-    ).resolved_tracking_uri()  # PostgreSQL: the same one
-    ts = TrackingStore(tracking_uri, (root / "mlartifacts").as_uri(), "wine", root / "cache" / "models")
-    mlflow.set_tracking_uri(ts.tracking_uri)
     versions = []
     for n_estimators, seed in ((30, 1), (60, 2)):
         est = lgb.LGBMClassifier(n_estimators=n_estimators, random_state=seed, verbose=-1).fit(X, y)
         bundle = ModelBundle(spec, est.booster_, "lightgbm")
-        with mlflow.start_run(experiment_id=ts.experiment_id()) as run:
-            info = log_bundle(bundle, input_example=red[FEATURES].head(3))
-        versions.append(ts.register(info.model_uri, run.info.run_id))
+        versions.append(register_bundle(root, url, bundle, red[FEATURES].head(3)))
     MetadataStore.connect(url).close()  # creates the tables
     return WineModels(root=root, frame=red, versions=versions, database_url=url)
 
@@ -141,13 +154,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(base: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> float:
+def wait_ready(
+    base: str, timeout: float = 30.0, proc: subprocess.Popen | None = None, output: Any = None
+) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(
-                f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
-            )
+            raise RuntimeError(f"server exited with {proc.returncode}: {output() if output else ''}")
         try:
             if httpx.get(f"{base}/readyz", timeout=1.0).status_code == 200:
                 return time.monotonic() - start
@@ -189,7 +202,7 @@ class ServerThread:
 
 
 class ServerProcess:
-    """`python -m driftloop.cli_serve` as a subprocess (real workers, real signals)."""
+    """`python -m driftloop.cli.serve` as a subprocess (real workers, real signals)."""
 
     def __init__(self, config_path: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -197,7 +210,7 @@ class ServerProcess:
         cmd = [
             sys.executable,
             "-m",
-            "driftloop.cli_serve",
+            "driftloop.cli.serve",
             "--config",
             str(config_path),
             "--port",
@@ -205,17 +218,20 @@ class ServerProcess:
             "--workers",
             str(workers),
         ]
+        # A file, not a pipe: the server writes an access-log line per request, and a pipe nobody reads fills
+        # up (64 KiB) and blocks the server mid-test.
+        self.log = tempfile.NamedTemporaryFile(prefix="driftloop-serve-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(
-            cmd,
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=self.log, text=True
         )
+
+    def output(self) -> str:
+        """What the server wrote to stderr so far (logs, access lines, tracebacks)."""
+        return Path(self.log.name).read_text(errors="replace")
 
     def __enter__(self) -> ServerProcess:
         try:
-            wait_ready(self.base, timeout=240, proc=self.proc)  # generous: CI machines can be busy
+            wait_ready(self.base, timeout=240, proc=self.proc, output=self.output)  # generous: CI can be busy
         except BaseException:
             self.stop()
             raise

@@ -96,6 +96,20 @@ BAD_BODIES = [
     (b'{"routing_key": [], "alcohol": 1}', "application/json", 422, "routing_key"),
     (b"\xff\xfe\x00", "application/json", 400, None),
     (b'{"a": ' * 5000, "application/json", 400, None),
+    # Valid JSON that no model or log can take (once a 500, or a 200 that poisoned the log writer).
+    (b'{"\\ud800": 1}', "application/json", 422, "\\ud800"),
+    (b'{"alcohol": 1, "routing_key": "a\\udc00"}', "application/json", 422, "routing_key"),
+    (b'{"alcohol": 1' + b"0" * 400 + b"}", "application/json", 422, "alcohol"),
+    (b'[{"alcohol": -1' + b"0" * 400 + b"}]", "application/json", 422, "[0].alcohol"),
+    (b'{"alcohol": 1e308}', "application/json", 422, "alcohol"),
+    (b'{"alcohol": -1e50}', "application/json", 422, "alcohol"),
+]
+BAD_FEEDBACK = [
+    b'{"request_id": "\\ud800", "label": 6}',
+    b'{"feedback": [{"request_id": "r-1", "label": 6}, {"request_id": "r-\\udfff", "label": 6}]}',
+    b'{"\\ud800": 1}',
+    b'{"request_id": "r-2", "label": 1' + b"0" * 400 + b"}",
+    b'{"request_id": "r-3", "label": "\\udc80"}',
 ]
 
 
@@ -123,12 +137,18 @@ def test_bad_input_suite_gets_4xx_naming_the_field(wine_models: WineModels, tmp_
         r = client.post("/v1/predict", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413
         assert client.post("/v1/feedback", json={"request_id": "", "label": None}).status_code == 422
+        for content in BAD_FEEDBACK:
+            r = client.post("/v1/feedback", content=content, headers={"content-type": "application/json"})
+            assert r.status_code == 422, (content[:60], r.text)
+        # The feedback log still writes (a lone surrogate once failed every flush after it).
+        assert client.post("/v1/feedback", json={"request_id": "r-ok", "label": 6}).json() == {"accepted": 1}
         assert client.post("/v1/feedback", json=[{"request_id": "a", "label": 1, "x": 2}]).status_code == 422
         assert client.get("/v1/admin/deployment").status_code == 404  # no token configured: admin is off
         assert client.post("/v1/admin/rollback", json={}).status_code == 404
         metrics = client.get("/metrics").text
-        assert 'driftloop_requests_total{arm="",model_version="",status="422"}' in metrics
+        assert 'driftloop_requests_total{arm="",model_name="wine",model_version="",status="422"}' in metrics
     assert count_rows(tmp_path, "predictions") == 0
+    assert read_log(tmp_path, "feedback").column("request_id").to_pylist() == ["r-ok"]
 
 
 def test_weights_are_honoured_and_assignment_is_sticky(wine_models: WineModels, tmp_path: Path) -> None:

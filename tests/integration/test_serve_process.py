@@ -47,7 +47,11 @@ def load(base: str, records: list[dict], stop: threading.Event, tally: dict, loc
 def test_graceful_restarts_log_every_answered_row_once(wine_models: WineModels, tmp_path: Path) -> None:
     wine_models.deploy(champion="1", challenger="2", strategy="ab", challenger_weight=0.3)
     logs = tmp_path / "logs"
-    config = wine_models.config_file(tmp_path, logs, compile_models=False, log_flush_seconds=5.0)
+    # Workers accept connections once their models are loaded; on a busy machine that took over the default
+    # 15 s and the early requests met a worker still loading (503). Startup is not what this test is about.
+    config = wine_models.config_file(
+        tmp_path, logs, compile_models=False, log_flush_seconds=5.0, startup_wait_seconds=180.0
+    )
     records = wine_models.records(20)
     tally = {"rows": 0, "errors": 0, "other": 0}
     lock = threading.Lock()
@@ -83,8 +87,11 @@ def test_one_worker_process_exposes_its_metrics(wine_models: WineModels, tmp_pat
     with ServerProcess(config, workers=1) as server:
         assert httpx.post(f"{server.base}/v1/predict", json=wine_models.records(1)[0]).status_code == 200
         text = httpx.get(f"{server.base}/metrics").text
-    assert "driftloop_model_ready 1.0" in text
-    assert 'driftloop_requests_total{arm="champion",model_version="1",status="200"} 1.0' in text
+    assert 'driftloop_model_ready{model_name="wine"} 1.0' in text
+    assert (
+        'driftloop_requests_total{arm="champion",model_name="wine",model_version="1",status="200"} 1.0'
+        in text
+    )
 
 
 def test_metrics_add_up_across_two_workers(wine_models: WineModels, tmp_path: Path) -> None:
@@ -94,10 +101,10 @@ def test_metrics_add_up_across_two_workers(wine_models: WineModels, tmp_path: Pa
     with ServerProcess(config, workers=2) as server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # both workers ready: the gauge is the minimum over live workers
-            if "driftloop_model_ready 1.0" in httpx.get(f"{server.base}/metrics").text:
+            if 'driftloop_model_ready{model_name="wine"} 1.0' in httpx.get(f"{server.base}/metrics").text:
                 break
             time.sleep(0.1)
-        assert "driftloop_model_ready 1.0" in httpx.get(f"{server.base}/metrics").text
+        assert 'driftloop_model_ready{model_name="wine"} 1.0' in httpx.get(f"{server.base}/metrics").text
 
         def post(_: int) -> int:
             return httpx.post(f"{server.base}/v1/predict", json=record, timeout=30).status_code
@@ -109,15 +116,22 @@ def test_metrics_add_up_across_two_workers(wine_models: WineModels, tmp_path: Pa
             served = sum(
                 float(v)
                 for v in re.findall(
-                    r'driftloop_requests_total\{arm="champion",model_version="1",status="200"\} (\S+)', text
+                    r'driftloop_requests_total\{arm="champion",model_name="wine",model_version="1",status="200"\} (\S+)',
+                    text,
                 )
             )
             assert served == 300
             assert re.search(
-                r'driftloop_predictions_total\{arm="champion",model_version="1",outcome="5"\} \d+', text
+                r'driftloop_predictions_total\{arm="champion",model_name="wine",model_version="1",outcome="5"\} \d+',
+                text,
             )
             assert "driftloop_request_latency_seconds_bucket" in text
             assert "driftloop_store_unreachable 0.0" in text
+            # Process figures merged over the workers, with no pid label (multiprocess mode has none of its own).
+            assert "driftloop_workers 2.0" in text and "pid=" not in text
+            assert float(re.search(r"^driftloop_process_cpu_seconds_total (\S+)", text, re.M).group(1)) > 0
+            rss = float(re.search(r"^driftloop_process_resident_memory_bytes (\S+)", text, re.M).group(1))
+            assert rss > 2 * 50e6  # two workers, each with numpy, LightGBM and a model loaded
     pids = {
         re.match(r"pred-.+-(\d+)-\d+-\d+\.parquet", p.name).group(1)
         for p in log_files(tmp_path / "logs", "predictions")

@@ -74,3 +74,33 @@ def test_a_failing_model_fails_its_requests_and_not_the_batcher(rows: int) -> No
         batcher.close()
 
     asyncio.run(scenario())
+
+
+class PoisonableModel(RecordingModel):
+    """Raises on any batch that holds a row whose first value is negative, like a scaler overflowing."""
+
+    def predict_matrix(self, X: np.ndarray) -> Prediction:
+        self.calls.append((threading.current_thread().name, len(X)))
+        if (X[:, 0] < 0).any():
+            raise ValueError("Input X contains infinity")
+        return Prediction(labels=X.sum(axis=1), proba=None)
+
+
+@pytest.mark.parametrize("rows", [1, 20])  # 3 x 20 rows go to the predict thread
+def test_one_bad_request_fails_alone_and_its_batch_mates_get_answers(rows: int) -> None:
+    model = PoisonableModel()
+    batcher = MicroBatcher(offload_rows=32)
+    matrices = [np.full((rows, 2), 1.0), np.full((rows, 2), -1.0), np.full((rows, 2), 2.0)]
+
+    async def scenario() -> list[object]:
+        try:
+            return await asyncio.gather(*[batcher.submit(model, X) for X in matrices], return_exceptions=True)
+        finally:
+            batcher.close()
+
+    good, bad, other = asyncio.run(scenario())
+    assert isinstance(bad, ValueError)
+    assert isinstance(good, Prediction) and good.labels.tolist() == [2.0] * rows
+    assert isinstance(other, Prediction) and other.labels.tolist() == [4.0] * rows
+    # One shared call that failed, then one call per request.
+    assert [n for _, n in model.calls] == [3 * rows, rows, rows, rows]

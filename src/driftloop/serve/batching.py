@@ -11,12 +11,17 @@ native predictors (compiled trees, LightGBM) release the GIL, so while one batch
 goes on reading, validating and answering the next requests, and one worker uses a second core. A small
 batch stays on the loop, where it costs less than the hand-off to a thread would.
 
+A batch whose predict call raises is predicted again request by request, so one request's rows that the
+model cannot take (a value a scaler overflows on, say) fail that request alone, never the others it happened
+to share a batch with.
+
 Shadow scoring uses a second batcher with a small delay, so it coalesces more and yields to live traffic.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -72,49 +77,70 @@ class MicroBatcher:
             live = [(x, f) for x, f in items if not f.done()]
             if not live:
                 continue
-            X = live[0][0] if len(live) == 1 else np.concatenate([x for x, _ in live])
+            parts = [x for x, _ in live]
+            n = sum(len(x) for x in parts)
             self.calls += 1
-            self.rows += len(X)
+            self.rows += n
             predict: Callable[[np.ndarray], Prediction] = model.bundle.predict_matrix
-            if self.offload_rows is not None and len(X) >= self.offload_rows:
+            if self.offload_rows is not None and n >= self.offload_rows:
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(1, thread_name_prefix="driftloop-predict")
-                job = asyncio.get_running_loop().run_in_executor(self._executor, predict, X)
-                job.add_done_callback(lambda done, live=live: _deliver(live, done))
+                job = asyncio.get_running_loop().run_in_executor(
+                    self._executor, predict_parts, predict, parts
+                )
+                job.add_done_callback(functools.partial(_deliver, live))
                 continue
-            try:
-                pred = predict(X)
-            except Exception as exc:  # a model bug fails these requests, never the loop
-                _fail(live, exc)
-                continue
-            _split(live, pred)
+            _settle(live, predict_parts(predict, parts))
 
 
-def _deliver(live: Pending, job: asyncio.Future[Prediction]) -> None:
+Outcome = Prediction | BaseException
+
+
+def predict_parts(predict: Callable[[np.ndarray], Prediction], parts: list[np.ndarray]) -> list[Outcome]:
+    """One predict call for all parts; if it raises, one call per part, so a failure stays with its part."""
+    X = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    try:
+        return _split(parts, predict(X))
+    except Exception as exc:  # a model failure fails requests, never the loop
+        if len(parts) == 1:
+            return [exc]
+    outcomes: list[Outcome] = []
+    for x in parts:
+        try:
+            outcomes.append(predict(x))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def _deliver(live: Pending, job: asyncio.Future[list[Outcome]]) -> None:
     if job.cancelled():
-        _fail(live, asyncio.CancelledError())
+        _settle(live, [asyncio.CancelledError()] * len(live))
     elif (exc := job.exception()) is not None:
-        _fail(live, exc)
+        _settle(live, [exc] * len(live))
     else:
-        _split(live, job.result())
+        _settle(live, job.result())
 
 
-def _fail(live: Pending, exc: BaseException) -> None:
-    for _, fut in live:
-        if not fut.done():
-            fut.set_exception(exc)
+def _settle(live: Pending, outcomes: list[Outcome]) -> None:
+    for (_, fut), outcome in zip(live, outcomes, strict=True):
+        if fut.done():
+            continue
+        if isinstance(outcome, BaseException):
+            fut.set_exception(outcome)
+        else:
+            fut.set_result(outcome)
 
 
-def _split(live: Pending, pred: Prediction) -> None:
-    """Hand each request its own rows of the batch's prediction."""
-    if len(live) == 1:
-        if not live[0][1].done():
-            live[0][1].set_result(pred)
-        return
+def _split(parts: list[np.ndarray], pred: Prediction) -> list[Outcome]:
+    """Each part's own rows of the batch's prediction."""
+    if len(parts) == 1:
+        return [pred]
+    out: list[Outcome] = []
     start = 0
-    for x, fut in live:
+    for x in parts:
         end = start + len(x)
-        if not fut.done():
-            proba = pred.proba[start:end] if pred.proba is not None else None
-            fut.set_result(Prediction(labels=pred.labels[start:end], proba=proba))
+        proba = pred.proba[start:end] if pred.proba is not None else None
+        out.append(Prediction(labels=pred.labels[start:end], proba=proba))
         start = end
+    return out

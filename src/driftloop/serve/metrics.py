@@ -4,12 +4,22 @@
 worker writes its samples to memory-mapped files there and `/metrics`, whichever worker answers, merges
 them all. Without that variable (a server embedded in a test or a notebook) the metrics live in this
 instance's own registry. Label children are cached: `.labels()` takes a lock and a dict lookup per call.
+
+The per-model series carry `model_name` (the project's name: one value per server, so the label adds no
+cardinality; it tells models apart where one Prometheus scrapes the servers of several projects).
+
+prometheus_client's multiprocess mode has no process metrics (its ProcessCollector reads only its own
+process), so each worker samples its own CPU time and memory into `driftloop_process_*` series that merge
+without a `pid` label: CPU seconds as a counter (summed over all workers that ever ran, as a rate wants),
+resident and virtual memory and open file descriptors as `livesum` gauges (the live workers' total), and
+`driftloop_workers` counts the live workers.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 from typing import Any
 
 from prometheus_client import (
@@ -51,26 +61,33 @@ def value_bucket(value: float) -> str:
 class Metrics:
     """The service's metric objects, registered on one registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, model_name: str = "") -> None:
         # The *_created samples double the exposition and no dashboard uses them.
         disable_created_metrics()
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.model_name = model_name
         r = self.registry
         self.requests = Counter(
-            "driftloop_requests", "Prediction requests", ["model_version", "arm", "status"], registry=r
+            "driftloop_requests",
+            "Prediction requests",
+            ["model_name", "model_version", "arm", "status"],
+            registry=r,
         )
         self.latency = Histogram(
             "driftloop_request_latency_seconds",
             "Server-side prediction latency",
-            ["arm"],
+            ["model_name", "arm"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.predictions = Counter(
-            "driftloop_predictions", "Predicted rows", ["model_version", "arm", "outcome"], registry=r
+            "driftloop_predictions",
+            "Predicted rows",
+            ["model_name", "model_version", "arm", "outcome"],
+            registry=r,
         )
         self.model_loads = Counter(
-            "driftloop_model_loads", "Model loads", ["model_version", "result"], registry=r
+            "driftloop_model_loads", "Model loads", ["model_name", "model_version", "result"], registry=r
         )
         self.swap_failures = Counter(
             "driftloop_swap_failures", "Deployments that could not be applied", registry=r
@@ -91,26 +108,38 @@ class Metrics:
         self.log_dropped = Counter(
             "driftloop_log_dropped_rows", "Log rows dropped (queue full)", ["log"], registry=r
         )
+        self.log_quarantined = Counter(
+            "driftloop_log_quarantined_rows",
+            "Log rows the writer could not write, kept in <log_dir>/quarantine/",
+            ["log"],
+            registry=r,
+        )
         self.challenger_weight = Gauge(
             "driftloop_challenger_weight",
             "Challenger weight served now",
+            ["model_name"],
             registry=r,
             multiprocess_mode="livemax",
-        )
+        ).labels(model_name)
         self.model_ready = Gauge(
             "driftloop_model_ready",
             "1 when a model is loaded (min over workers)",
+            ["model_name"],
             registry=r,
             multiprocess_mode="livemin",
-        )
+        ).labels(model_name)
+        self.process = ProcessMetrics(r)
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = metric.labels(*labels)
+            child = self._children[key] = metric.labels(self.model_name, *labels)
         return child
+
+    def count_load(self, model_version: str, result: str) -> None:
+        self._child(self.model_loads, model_version, result).inc()
 
     def observe_request(self, model_version: str, arm: str, status: int, seconds: float | None) -> None:
         self._child(self.requests, model_version, arm, str(status)).inc()
@@ -123,6 +152,7 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text: merged over all workers in multiprocess mode."""
+        self.process.sample()  # this worker's figures fresh; the others' are at most one period old
         folder = multiprocess_dir()
         if folder and _values_in_files():
             from prometheus_client import multiprocess
@@ -140,3 +170,77 @@ class Metrics:
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(pid or os.getpid(), folder)
+
+
+class ProcessMetrics:
+    """This process's CPU time, memory and open files as series that merge over workers without a `pid`.
+
+    `sample()` runs every `period` seconds on a daemon thread (`start`) and before each exposition. Linux
+    `/proc` gives memory and descriptors; elsewhere only CPU time is sampled.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.cpu = Counter(
+            "driftloop_process_cpu_seconds", "CPU time (user + system) of the server's workers", registry=r
+        )
+        self.rss = Gauge(
+            "driftloop_process_resident_memory_bytes",
+            "Resident memory of the live workers, summed",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.vms = Gauge(
+            "driftloop_process_virtual_memory_bytes",
+            "Virtual memory of the live workers, summed",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.fds = Gauge(
+            "driftloop_process_open_fds",
+            "Open file descriptors of the live workers, summed",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.workers = Gauge(
+            "driftloop_workers", "Live worker processes", registry=r, multiprocess_mode="livesum"
+        )
+        self._cpu_seen = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def sample(self) -> None:
+        times = os.times()
+        with self._lock:  # the sampler thread and a scrape may both sample: count each CPU second once
+            cpu = times.user + times.system
+            if cpu > self._cpu_seen:
+                self.cpu.inc(cpu - self._cpu_seen)
+                self._cpu_seen = cpu
+        try:
+            with open("/proc/self/statm", "rb") as f:
+                size, resident = f.read().split()[:2]
+            self.vms.set(int(size) * self._page)
+            self.rss.set(int(resident) * self._page)
+            self.fds.set(len(os.listdir("/proc/self/fd")))
+        except OSError:  # not Linux: CPU time only
+            pass
+
+    def start(self, period: float = 5.0) -> None:
+        self.workers.set(1)
+        self.sample()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, args=(period,), name="driftloop-process-metrics", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, period: float) -> None:
+        while not self._stop.wait(period):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)

@@ -64,6 +64,14 @@ class ServingState:
     def models(self) -> list[LoadedModel]:
         return [m for m in (self.champion, self.challenger) if m is not None]
 
+    def arm_of(self, version: str) -> str | None:
+        """`champion` or `challenger` when that version is served now (a pinned request), else None."""
+        if self.champion.version == version:
+            return "champion"
+        if self.challenger is not None and self.challenger.version == version:
+            return "challenger"
+        return None
+
 
 @dataclass
 class StoreStatus:
@@ -77,7 +85,13 @@ class StoreStatus:
 
 
 def load_model(
-    version: str, folder: Path, *, unknown_fields: str, max_rows: int, use_compiled: bool = False
+    version: str,
+    folder: Path,
+    *,
+    unknown_fields: str,
+    max_rows: int,
+    use_compiled: bool = False,
+    join_columns: tuple[str | None, str | None] = (None, None),
 ) -> LoadedModel:
     """Load and warm one version: the first predict allocates, so a request must not pay for it."""
     folder = Path(folder)
@@ -95,7 +109,9 @@ def load_model(
     return LoadedModel(
         version=str(version),
         bundle=bundle,
-        schema=RequestSchema(spec, unknown_fields=unknown_fields, max_rows=max_rows),
+        schema=RequestSchema(
+            spec, unknown_fields=unknown_fields, max_rows=max_rows, join_columns=join_columns
+        ),
         classes=classes,
         class_keys=tuple(label_string(c) for c in classes),
         loaded_at=time.time(),
@@ -111,7 +127,7 @@ def _lightgbm_file(folder: Path) -> tuple[dict[str, Any], Path | None]:
 
 
 def _cached_compiled_bundle(folder: Path) -> ModelBundle | None:
-    from driftloop.serve import compiled
+    from driftloop.compiled import booster as compiled
 
     mlmodel, model_file = _lightgbm_file(folder)
     spec_dict = (mlmodel.get("metadata") or {}).get(SPEC_KEY)
@@ -124,17 +140,15 @@ def _cached_compiled_bundle(folder: Path) -> ModelBundle | None:
 
 
 def compile_loaded(model: LoadedModel) -> LoadedModel | None:
-    """The same model with its trees compiled by lleaves (verified in the compiling process), or None."""
-    from driftloop.serve import compiled
+    """The same model with compiled trees (LightGBM by lleaves, scikit-learn forests by treelite, an
+    ensemble member by member; each checked against the original), or None when nothing in it compiles."""
+    from driftloop.compiled import compile_bundle
 
-    if model.bundle.flavor != "lightgbm" or model.folder is None or not compiled.available():
+    if model.folder is None:
         return None
-    _, model_file = _lightgbm_file(model.folder)
-    if model_file is None:
+    bundle = compile_bundle(model.bundle, model.folder)
+    if bundle is None:
         return None
-    bundle = ModelBundle(
-        spec=model.bundle.spec, estimator=compiled.compile_model_file(model_file), flavor="lightgbm"
-    )
     bundle.predict_matrix(np.zeros((8, len(bundle.spec.features))))
     return replace(model, bundle=bundle, compiled=True)
 
@@ -151,10 +165,12 @@ class ModelPool:
         poll_seconds: float = 2.0,
         unknown_fields: str = "reject",
         max_rows: int = 10_000,
+        join_columns: tuple[str | None, str | None] = (None, None),
         metrics: Any = None,
         compile_models: bool = True,
     ) -> None:
         self.model_name = model_name
+        self.join_columns = join_columns
         self._read_deployment = read_deployment
         self._resolve_dir = resolve_dir
         self.poll_seconds = poll_seconds
@@ -189,7 +205,7 @@ class ModelPool:
         self._wake.set()
         self._compile_wake.set()
         if self._compile_thread is not None:
-            from driftloop.serve import compiled
+            from driftloop.compiled import booster as compiled
 
             compiled.cancel_running()
         for thread in (self._thread, self._compile_thread):
@@ -218,7 +234,7 @@ class ModelPool:
             self._wake.clear()
 
     def _compile_run(self) -> None:
-        """Swap each served LightGBM model for its compiled twin, one at a time, as they appear."""
+        """Swap each served model for its compiled twin, one at a time, as they appear."""
         while not self._stop.is_set():
             self._compile_wake.wait(self.poll_seconds)
             self._compile_wake.clear()
@@ -230,7 +246,8 @@ class ModelPool:
                 try:
                     fast = compile_loaded(model)
                 except Exception as exc:
-                    log.warning("model %s stays on the LightGBM booster: %s", model.version, exc)
+                    # Tried once per version and worker, so this is logged once; the original keeps serving.
+                    log.warning("model %s stays uncompiled: %s", model.version, exc)
                     continue
                 if fast is not None:
                     self._install_compiled(model, fast)
@@ -319,6 +336,7 @@ class ModelPool:
                 self._resolve_dir(version),
                 unknown_fields=self.unknown_fields,
                 max_rows=self.max_rows,
+                join_columns=self.join_columns,
                 # A binary this machine compiled (and verified) before loads without importing LightGBM,
                 # which alone takes about 2 s of a worker's start.
                 use_compiled=self.compile_models,
@@ -339,7 +357,7 @@ class ModelPool:
 
     def _count_load(self, version: str, result: str) -> None:
         if self.metrics is not None:
-            self.metrics.model_loads.labels(version, result).inc()
+            self.metrics.count_load(version, result)
 
     def _gauge(self, name: str, value: float) -> None:
         if self.metrics is not None:
@@ -351,6 +369,9 @@ class ModelPool:
         state = self.state
         out: dict[str, Any] = {
             "ready": state is not None,
+            # degraded: serving the last deployment it read while the store is unreachable (still a 200, so a
+            # load balancer keeps routing to it; the deployment cannot change until the store is back).
+            "status": "not_ready" if state is None else "ok" if self.store.reachable else "degraded",
             "model_name": self.model_name,
             "store": {
                 "reachable": self.store.reachable,

@@ -8,18 +8,20 @@ the predict record schema is built from the model being served when /openapi.jso
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from driftloop.errors import ConflictError, UserError
 from driftloop.serve import admin
+from driftloop.serve.invocations import FORMATS, INVOCATIONS_PATH
+from driftloop.serve.labels import LabelRule
 from driftloop.serve.pool import describe
+from driftloop.serve.schemas import RESPONSE_SCHEMAS, answer, ref
 from driftloop.serve.validation import ROUTING_FIELD, RequestRejected
 
 if TYPE_CHECKING:
@@ -40,20 +42,49 @@ PREDICT_OPERATION: dict[str, Any] = {
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
         },
         "responses": {
-            "200": {"description": "predictions, probabilities, model_version, arm, request_id"},
-            "400": {"description": "malformed JSON"},
-            "413": {"description": "body or row count over the limit"},
-            "415": {"description": "not application/json"},
-            "422": {"description": "invalid fields, one message per field"},
-            "503": {"description": "no model loaded yet"},
+            "200": answer("one record: `prediction`; a list or columns: `predictions`", "PredictResponse"),
+            "400": answer("malformed JSON, or a bad X-Request-ID"),
+            "413": answer("body or row count over the limit"),
+            "415": answer("not application/json"),
+            "422": answer("invalid fields, one message per field"),
+            "500": answer("the model failed", "ModelFailure"),
+            "503": answer("no model loaded yet"),
         },
     }
 }
-_ERROR = {
-    "description": "client error",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+INVOCATIONS_OPERATION: dict[str, Any] = {
+    "post": {
+        "summary": "MLflow's scoring protocol: dataframe_split, dataframe_records, instances, inputs or CSV",
+        "description": 'Answers `{"predictions": ...}` as `mlflow models serve` does for the same registered '
+        "model; routing, validation, the prediction log and the metrics are those of /v1/predict.",
+        "operationId": "invocations",
+        "parameters": [
+            {"name": "X-Routing-Key", "in": "header", "required": False, "schema": {"type": "string"}},
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": ref("InvocationsRequest")},
+                "text/csv": {
+                    "schema": {"type": "string", "description": "a header line, then one row a line"}
+                },
+            },
+        },
+        "responses": {
+            "200": answer("one entry per row", "InvocationsResponse"),
+            "400": answer("malformed JSON or CSV, or not exactly one format key", "InvocationsError"),
+            "413": answer("body or row count over the limit", "InvocationsError"),
+            "415": answer("neither application/json nor text/csv", "InvocationsError"),
+            "422": answer("invalid fields, one message per field", "InvocationsError"),
+            "500": answer("the model failed", "ModelFailure"),
+            "503": answer("no model loaded yet", "InvocationsError"),
+        },
+    }
 }
-_CLIENT_ERRORS = {str(c): _ERROR for c in (400, 413, 415, 422)}
+_ERROR = answer("client error")
+_CLIENT_ERRORS: dict[str | int, dict[str, Any]] = {str(c): _ERROR for c in (400, 413, 415, 422)}
+#: Any route but predict, when the server itself fails (the middleware in app.create_app).
+_INTERNAL: dict[str | int, dict[str, Any]] = {"500": answer("internal error", "InternalError")}
 
 
 class DeploymentChange(BaseModel):
@@ -71,8 +102,13 @@ class Rollback(BaseModel):
     reason: str = Field("", max_length=500)
 
 
-def parse_feedback(body: Any, *, regression: bool) -> tuple[list[str], list[Any]]:
-    """`{"request_id", "label"}`, a list of them, or `{"feedback": [...]}` -> ids and labels."""
+def parse_feedback(body: Any, *, rule: LabelRule) -> tuple[list[str], list[Any]]:
+    """`{"request_id", "label"}`, a list of them, or `{"feedback": [...]}` -> ids and labels.
+
+    Labels follow `rule` (see serve.labels). Whether a request id belongs to a logged prediction is not
+    looked up here (a log query per item on this route): the monitoring pass joins feedback with the
+    predictions and reports the unmatched ones.
+    """
     if isinstance(body, dict) and "feedback" in body:
         if set(body) != {"feedback"}:
             raise RequestRejected(
@@ -91,7 +127,9 @@ def parse_feedback(body: Any, *, regression: bool) -> tuple[list[str], list[Any]
         raise RequestRejected(422, "no feedback items")
     if len(items) > MAX_FEEDBACK:
         raise RequestRejected(413, f"{len(items)} feedback items; the limit is {MAX_FEEDBACK}")
-    ids, labels, problems = [], [], []
+    ids: list[str] = []
+    labels: list[Any] = []
+    problems: list[dict[str, str]] = []
     for i, item in enumerate(items):
         at = "" if where is None else f"{where}[{i}]"
         if not isinstance(item, dict):
@@ -104,24 +142,16 @@ def parse_feedback(body: Any, *, regression: bool) -> tuple[list[str], list[Any]
             problems.append(
                 {"loc": _join(at, "request_id"), "msg": "must be a string of 1 to 200 characters"}
             )
-        if not _valid_label(label, regression):
-            kind = "a finite number" if regression else "a string or a number"
-            problems.append({"loc": _join(at, "label"), "msg": f"is required and must be {kind}"})
-        ids.append(rid)
+        wrong = rule.problem(label)
+        if wrong is not None:
+            problems.append({"loc": _join(at, "label"), "msg": wrong})
+        ids.append(rid)  # type: ignore[arg-type]  # not a str only when a problem was recorded above
         labels.append(label)
         if len(problems) >= 50:
             break
     if problems:
         raise RequestRejected(422, "invalid request", problems[:50])
     return ids, labels
-
-
-def _valid_label(label: Any, regression: bool) -> bool:
-    if isinstance(label, bool) or label is None:
-        return False
-    if isinstance(label, int | float):
-        return math.isfinite(label)
-    return not regression and isinstance(label, str) and 0 < len(label) <= 200
 
 
 def _join(prefix: str, key: str) -> str:
@@ -135,26 +165,98 @@ def add_routes(app: FastAPI, service: Service) -> None:
         "/v1/feedback",
         summary="Ground-truth labels for earlier request ids",
         openapi_extra={"requestBody": _body("FeedbackRequest")},
-        responses={"200": {"description": "accepted"}, **_CLIENT_ERRORS},
+        responses={
+            "200": answer("how many labels were accepted", "FeedbackAccepted"),
+            **_CLIENT_ERRORS,
+            "503": answer("the feedback log is full: try again"),
+            **_INTERNAL,
+        },
     )
     async def feedback(request: Request) -> Response:
         return await service.feedback(request)
 
-    @app.get("/healthz", summary="The process is alive")
+    @app.get(
+        "/healthz",
+        summary="The process is alive",
+        responses={"200": answer("alive", "Health"), **_INTERNAL},
+    )
     async def healthz() -> Response:
         return json_response({"status": "ok"})
 
-    @app.get("/readyz", summary="Ready when a model is loaded; details on the store and the last swap")
+    @app.get(
+        "/ping",
+        summary="MLflow's health check (also /health): 200 once a model is loaded",
+        responses={
+            "200": answer("a model is loaded", "Health"),
+            "503": answer("no model loaded yet"),
+            **_INTERNAL,
+        },
+    )
+    async def ping() -> Response:
+        if service.pool.state is None:
+            return json_response({"detail": "no model loaded yet: see /readyz"}, 503)
+        return json_response({"status": "ok"})
+
+    app.get(
+        "/health",
+        summary="MLflow's health check (also /ping): 200 once a model is loaded",
+        responses={
+            "200": answer("a model is loaded", "Health"),
+            "503": answer("no model loaded yet"),
+            **_INTERNAL,
+        },
+    )(ping)
+
+    @app.get(
+        "/version",
+        summary="driftloop's version and the champion model version served (MLflow servers answer theirs)",
+        responses={"200": answer("versions", "Version"), **_INTERNAL},
+    )
+    async def version() -> Response:
+        from driftloop import __version__
+
+        state = service.pool.state
+        champion = state.champion.version if state is not None else None
+        return json_response({"version": __version__, "model_name": service.model_name, "champion": champion})
+
+    @app.get(
+        "/readyz",
+        summary="Ready when a model is loaded; details on the store and the last swap",
+        responses={
+            "200": answer("a model is loaded (status `degraded`: the store is unreachable)", "Readiness"),
+            "503": answer("no model loaded yet", "Readiness"),
+            **_INTERNAL,
+        },
+    )
     async def readyz() -> Response:
         status = service.pool.status()
         return json_response(status, 200 if status["ready"] else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics (all workers)")
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics (all workers)",
+        response_class=PlainTextResponse,  # else FastAPI documents an application/json answer with no schema
+        responses={
+            "200": {
+                "description": "Prometheus text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **_INTERNAL,
+        },
+    )
     async def metrics() -> Response:
         body, ctype = await run_in_threadpool(service.metrics.render)
         return Response(body, media_type=ctype)
 
-    @app.get("/v1/deployment", summary="What this worker serves now: versions, strategy, weight")
+    @app.get(
+        "/v1/deployment",
+        summary="What this worker serves now: versions, strategy, weight",
+        responses={
+            "200": answer("the serving deployment and the store's state", "CurrentDeployment"),
+            "503": answer("no model loaded yet", "NotReady"),
+            **_INTERNAL,
+        },
+    )
     async def deployment() -> Response:
         state = service.pool.state
         if state is None:
@@ -215,18 +317,19 @@ def add_routes(app: FastAPI, service: Service) -> None:
     def do_rollback(change: Rollback, actor: str) -> Any:
         return admin.rollback(stores(), reason=change.reason, actor=actor)
 
-    security = [{"bearer": []}]
+    security: list[dict[str, list[str]]] = [{"bearer": []}]
 
     @app.post(
         "/v1/admin/deployment",
         summary="Change strategy, challenger and weight (bearer token)",
         openapi_extra={"requestBody": _body("DeploymentChange"), "security": security},
         responses={
-            "200": {"description": "new deployment"},
+            "200": answer("the deployment after the change", "Deployment"),
             "401": _ERROR,
             "403": _ERROR,
             "409": _ERROR,
             **_CLIENT_ERRORS,
+            **_INTERNAL,
         },
     )
     async def admin_deployment(request: Request) -> Response:
@@ -237,11 +340,12 @@ def add_routes(app: FastAPI, service: Service) -> None:
         summary="Send all traffic back to the champion (bearer token)",
         openapi_extra={"requestBody": _body("Rollback"), "security": security},
         responses={
-            "200": {"description": "new deployment"},
+            "200": answer("the deployment after the change", "Deployment"),
             "401": _ERROR,
             "403": _ERROR,
             "409": _ERROR,
             **_CLIENT_ERRORS,
+            **_INTERNAL,
         },
     )
     async def admin_rollback(request: Request) -> Response:
@@ -254,10 +358,7 @@ class _Denied(Exception):
 
 
 def _body(name: str) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
-    }
+    return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
 
 
 def install_openapi(app: FastAPI, service: Service) -> None:
@@ -273,10 +374,16 @@ def install_openapi(app: FastAPI, service: Service) -> None:
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
             comps = base.setdefault("components", {}).setdefault("schemas", {})
-            comps.update(_component_schemas(spec, service.cfg.serving.unknown_fields == "reject"))
+            joins = state.champion.schema.joins if state else ()
+            comps.update(_component_schemas(spec, service.cfg.serving.unknown_fields == "reject", joins))
+            comps.update(RESPONSE_SCHEMAS)
             if service.cfg.serving.admin_token:
                 base["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-            base["paths"] = {PREDICT_OPERATION_PATH: PREDICT_OPERATION, **base.get("paths", {})}
+            base["paths"] = {
+                PREDICT_OPERATION_PATH: PREDICT_OPERATION,
+                INVOCATIONS_PATH: INVOCATIONS_OPERATION,
+                **base.get("paths", {}),
+            }
             cache.clear()
             cache[key] = base
         return cache[key]
@@ -284,7 +391,7 @@ def install_openapi(app: FastAPI, service: Service) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _component_schemas(spec: Any, closed: bool) -> dict[str, Any]:
+def _component_schemas(spec: Any, closed: bool, joins: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
     if spec is None:
         record: dict[str, Any] = {
             "type": "object",
@@ -293,14 +400,27 @@ def _component_schemas(spec: Any, closed: bool) -> dict[str, Any]:
     else:
         props: dict[str, Any] = {}
         for f in spec.features:
-            kind: Any = "number" if f.kind == "numeric" else "string"
-            props[f.name] = {"type": [kind, "null"] if f.nullable else kind}
+            # The kinds' coercion rules (docs/contracts.md): what each kind takes besides its own JSON type.
+            if f.kind == "numeric":
+                types = ["number"]
+            elif f.is_bool:
+                types = ["boolean", "string", "integer"]
+            else:
+                types = ["string", "number"]
+            props[f.name] = {"type": [*types, "null"] if f.nullable else types}
             if f.kind == "categorical" and f.categories:
                 props[f.name]["examples"] = list(f.categories[:5])
+        required = list(props)
+        for name, kind in joins:  # optional, never given to the model, logged for joins
+            props[name] = (
+                {"type": ["string", "null"], "format": "date-time", "description": "ISO 8601; kept for joins"}
+                if kind == "datetime"
+                else {"type": ["string", "integer", "null"], "description": "kept for joins"}
+            )
         record = {
             "type": "object",
             "properties": props,
-            "required": list(props),
+            "required": required,
             "additionalProperties": not closed,
         }
     with_key = {**record, "properties": {**record.get("properties", {}), ROUTING_FIELD: {"type": "string"}}}
@@ -336,6 +456,7 @@ def _component_schemas(spec: Any, closed: bool) -> dict[str, Any]:
                 },
             ]
         },
+        "InvocationsRequest": _invocations_request(),
         "FeedbackItem": item,
         "FeedbackRequest": {
             "anyOf": [
@@ -352,18 +473,35 @@ def _component_schemas(spec: Any, closed: bool) -> dict[str, Any]:
         },
         "DeploymentChange": DeploymentChange.model_json_schema(),
         "Rollback": Rollback.model_json_schema(),
-        "Error": {
-            "type": "object",
-            "properties": {
-                "detail": {"type": "string"},
-                "errors": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {"loc": {"type": "string"}, "msg": {"type": "string"}},
-                    },
-                },
-            },
-            "required": ["detail"],
+    }
+
+
+def _invocations_request() -> dict[str, Any]:
+    """One of MLflow's four JSON wrappers around the model's records (see serve.invocations)."""
+    records = {"type": "array", "items": ref("Record")}
+    columns = {"type": "object", "additionalProperties": {"type": "array"}, "description": "column -> values"}
+    split = {
+        "type": "object",
+        "properties": {
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "data": {"type": "array", "items": {"type": "array"}},
+            "index": {"type": "array"},
         },
+        "required": ["columns", "data"],
+        "additionalProperties": False,
+    }
+    shapes = {"dataframe_split": split, "dataframe_records": records}
+    shapes |= {"instances": {"anyOf": [records, columns]}, "inputs": {"anyOf": [columns, records]}}
+    assert tuple(shapes) == FORMATS
+    extra = {ROUTING_FIELD: {"type": "string"}, "params": {"type": "object"}}
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {name: shape, **extra},
+                "required": [name],
+                "additionalProperties": False,
+            }
+            for name, shape in shapes.items()
+        ]
     }

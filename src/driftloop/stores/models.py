@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,11 +29,16 @@ import numpy as np
 import yaml
 
 from driftloop.errors import DataError
+from driftloop.kinds import bool_key, category_key, is_bool_categories
+from driftloop.stores import driftloop_pyfunc
+from driftloop.stores.driftloop_pyfunc import native_output
 
 SPEC_KEY = "driftloop"
 ENSEMBLE_DIR = "ensemble"
 """The folder (inside the MLflow model's `data/`) holding an ensemble's members and `ensemble.json`."""
-ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_FILE = driftloop_pyfunc.ENSEMBLE_FILE
+PYFUNC_LOADER = "driftloop_pyfunc"
+"""The `python_function` loader module of every model, shipped in the model's `code/` folder."""
 Flavor = Literal["lightgbm", "sklearn", "ensemble"]
 
 
@@ -45,6 +51,18 @@ class FeatureSpec:
     minimum: float | None = None
     maximum: float | None = None
     nullable: bool = True
+
+    @property
+    def is_bool(self) -> bool:
+        """A categorical feature trained on booleans only (categories "False"/"True"): values follow the
+        bool rule (true/false, "true"/"FALSE", 1/0, "1"/"0"), not the category rule."""
+        return self.kind == "categorical" and is_bool_categories(self.categories)
+
+    @property
+    def key(self) -> Callable[[Any], str]:
+        """This feature's rule: a raw categorical value -> its category string (ValueError if none). A
+        property, so a hot loop takes the function once instead of testing the categories per value."""
+        return bool_key if self.is_bool else category_key
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FeatureSpec:
@@ -70,6 +88,10 @@ class ModelSpec:
     family: str = ""
     metric: str = ""
     data_version: str = ""
+    id_column: str | None = None
+    """`data.id_column` at training: accepted in requests (never a feature) and logged for joins."""
+    timestamp_column: str | None = None
+    """`data.timestamp_column` at training: accepted in requests (an ISO 8601 time) and logged for joins."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -95,6 +117,8 @@ class ModelSpec:
             family=d.get("family", ""),
             metric=d.get("metric", ""),
             data_version=d.get("data_version", ""),
+            id_column=d.get("id_column"),
+            timestamp_column=d.get("timestamp_column"),
         )
 
 
@@ -109,6 +133,7 @@ class Encoder:
             {c: float(i) for i, c in enumerate(f.categories)} if f.kind == "categorical" else None
             for f in spec.features
         ]
+        self._keys = [f.key for f in spec.features]
 
     def encode_frame(self, frame: Any) -> np.ndarray:
         """A pandas DataFrame (or dict of columns) -> (n, p) float64 in spec order. Missing columns raise."""
@@ -122,7 +147,8 @@ class Encoder:
             if codes is None:
                 out[:, j] = _as_float_column(col, name)
             else:
-                out[:, j] = [_code(codes, v) for v in _values(col)]
+                key = self._keys[j]
+                out[:, j] = [_code(codes, key, v) for v in _values(col)]
         return out
 
     def encode_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -134,8 +160,9 @@ class Encoder:
                     v = rec.get(name)
                     out[i, j] = math.nan if v is None else float(v)
             else:
+                key = self._keys[j]
                 for i, rec in enumerate(records):
-                    out[i, j] = _code(codes, rec.get(name))
+                    out[i, j] = _code(codes, key, rec.get(name))
         return out
 
 
@@ -143,12 +170,15 @@ def _values(col: Any) -> Iterable[Any]:
     return col.tolist() if hasattr(col, "tolist") else list(col)
 
 
-def _code(codes: dict[str, float], value: Any) -> float:
+def _code(codes: dict[str, float], key: Any, value: Any) -> float:
+    """A value's category code by its feature's rule; NaN when missing or unseen. A value the rule has no
+    answer for (the serving door refuses it) is looked up as `str(value)`, as the schema recorded it."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return math.nan
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return codes.get(str(value), math.nan)
+    try:
+        return codes.get(key(value), math.nan)
+    except ValueError:
+        return codes.get(str(value), math.nan)
 
 
 def _as_float_column(col: Any, name: str) -> np.ndarray:
@@ -177,18 +207,6 @@ class Prediction:
     labels: np.ndarray
     proba: np.ndarray | None = None
     """(n, k) in `spec.classes` order; None for regression."""
-
-
-def native_output(flavor: str, estimator: Any, X: np.ndarray, task: str) -> np.ndarray:
-    """One native model's output on the encoded matrix: (n, k) class probabilities, or (n,) values."""
-    if flavor == "lightgbm":
-        raw = estimator.predict(X)
-        if task == "regression":
-            return np.asarray(raw, dtype=np.float64)
-        return np.column_stack([1.0 - raw, raw]) if task == "binary" else np.asarray(raw)
-    if task == "regression":
-        return np.asarray(estimator.predict(X), dtype=np.float64)
-    return np.asarray(estimator.predict_proba(X))
 
 
 @dataclass(frozen=True)
@@ -282,6 +300,14 @@ def sklearn_trusted_types(estimator: Any) -> list[str]:
 
     import skops.io
 
+    # A forest's trees are all of one type: listing them from a one-tree copy takes milliseconds instead
+    # of a second dump of every tree (about 7 s for 500 trees on wine, time the training budget never had).
+    trees = getattr(estimator, "estimators_", None)
+    if isinstance(trees, list) and len(trees) > 1:
+        import copy
+
+        estimator = copy.copy(estimator)
+        estimator.estimators_ = trees[:1]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.skops"
         skops.io.dump(estimator, path)
@@ -289,56 +315,113 @@ def sklearn_trusted_types(estimator: Any) -> list[str]:
 
 
 def log_bundle(bundle: ModelBundle, *, name: str = "model", input_example: Any = None) -> Any:
-    """Log the bundle to the active MLflow run in its native flavor; returns MLflow's ModelInfo."""
-    import mlflow
-    from mlflow.models import infer_signature
+    """Log the bundle to the active MLflow run; returns MLflow's ModelInfo.
+
+    A single model keeps its native flavor (`lightgbm`: the booster's text file; `sklearn`: skops), which
+    `load_bundle_dir` reads; an ensemble is a `python_function` model with its members' native files. In
+    every case the `python_function` flavor's loader is `driftloop_pyfunc`, shipped in the model's `code/`
+    (`code_paths`): `mlflow.pyfunc.load_model` and `mlflow models serve` then work where driftloop is not
+    installed, on raw feature rows, answering labelled predictions. Nothing is pickled.
+    """
+    from mlflow.models import Model
 
     metadata = {SPEC_KEY: bundle.spec.to_dict()}
-    signature = None
-    if input_example is not None:
-        out = bundle.predict_frame(input_example)
-        signature = infer_signature(input_example, out.proba if out.proba is not None else out.labels)
-    # Naming the requirements ourselves skips MLflow's inference, which re-imports the model in a
-    # subprocess and costs ~10 s per model.
-    requirements = _requirements(bundle)
-    if bundle.flavor == "ensemble":
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / ENSEMBLE_DIR
-            save_ensemble(bundle.estimator, folder)
-            # A python_function model whose loader is this module: MLflow copies the folder to
-            # data/ensemble and never pickles anything. Without the switch MLflow would also copy the
-            # uv project found in the working directory (whatever it is) into the model.
-            with _environ("MLFLOW_UV_AUTO_DETECT", "false"):
-                return mlflow.pyfunc.log_model(
-                    name=name,
-                    loader_module=__name__,
-                    data_path=str(folder),
-                    signature=signature,
-                    input_example=input_example,
-                    metadata=metadata,
-                    pip_requirements=requirements,
-                )
-    if bundle.flavor == "lightgbm":
-        return mlflow.lightgbm.log_model(
-            bundle.estimator,
+    signature = None if input_example is None else portable_signature(bundle, input_example)
+    example = None if input_example is None else _typed_example(bundle.spec, input_example)
+    # Without the switch MLflow copies the uv project found in the working directory (whatever it is) into
+    # the model and lets it decide the model's environment.
+    with _environ("MLFLOW_UV_AUTO_DETECT", "false"):
+        return Model.log(
+            artifact_path=None,
             name=name,
-            signature=signature,
-            input_example=input_example,
+            flavor=_PortableFlavor(bundle),
             metadata=metadata,
-            pip_requirements=requirements,
+            signature=signature,
+            input_example=example,
+            # Naming the requirements ourselves skips MLflow's inference, which re-imports the model in a
+            # subprocess and costs ~10 s per model.
+            pip_requirements=_requirements(bundle),
+            code_paths=[driftloop_pyfunc.__file__],
         )
-    return mlflow.sklearn.log_model(
-        bundle.estimator,
-        name=name,
-        signature=signature,
-        input_example=input_example,
-        metadata=metadata,
-        pip_requirements=requirements,
-        serialization_format="skops",
-        skops_trusted_types=sklearn_trusted_types(bundle.estimator),
+
+
+class _PortableFlavor:
+    """What `mlflow.models.Model.log` calls to write the model folder: the native flavor's `save_model`
+    (or pyfunc's, for an ensemble), then the `python_function` loader pointed at the shipped module."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+
+    def save_model(self, path: str, mlflow_model: Any, **kwargs: Any) -> None:
+        import mlflow
+
+        kwargs.pop("validate_serving_input", None)
+        bundle = self.bundle
+        if bundle.flavor == "ensemble":
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp) / ENSEMBLE_DIR
+                save_ensemble(bundle.estimator, folder)
+                mlflow.pyfunc.save_model(
+                    path,
+                    loader_module=PYFUNC_LOADER,
+                    data_path=str(folder),
+                    mlflow_model=mlflow_model,
+                    **kwargs,
+                )
+            return
+        if bundle.flavor == "lightgbm":
+            mlflow.lightgbm.save_model(bundle.estimator, path, mlflow_model=mlflow_model, **kwargs)
+        else:
+            mlflow.sklearn.save_model(
+                bundle.estimator,
+                path,
+                mlflow_model=mlflow_model,
+                serialization_format="skops",
+                skops_trusted_types=sklearn_trusted_types(bundle.estimator),
+                **kwargs,
+            )
+        mlflow_model.flavors["python_function"]["loader_module"] = PYFUNC_LOADER
+        mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+def portable_signature(bundle: ModelBundle, input_example: Any) -> Any:
+    """The pyfunc signature: doubles for numeric features (integer JSON is accepted for them), booleans for
+    bool features, strings for categorical ones; the output inferred from the portable model's answer."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    def column(f: FeatureSpec) -> Any:
+        kind = "double" if f.kind == "numeric" else "boolean" if f.is_bool else "string"
+        return ColSpec(kind, f.name)
+
+    example = _typed_example(bundle.spec, input_example)
+    pred = bundle.predict_frame(example)
+    out = driftloop_pyfunc.PortableModel(bundle.spec.to_dict(), []).labelled(
+        pred.proba if pred.proba is not None else pred.labels
     )
+    inputs = Schema([column(f) for f in bundle.spec.features])
+    with warnings.catch_warnings():
+        # MLflow's hint that an integer column cannot hold missing values: integer class labels never do.
+        warnings.simplefilter("ignore", UserWarning)
+        outputs = infer_signature(example, out).outputs
+    return ModelSignature(inputs, outputs)
+
+
+def _typed_example(spec: ModelSpec, frame: Any) -> Any:
+    """The input example as the signature types it: numbers as floats, bools as bools, categories as text."""
+    import pandas as pd
+
+    out = {}
+    for f in spec.features:
+        col = frame[f.name]
+        if f.kind == "numeric":
+            out[f.name] = pd.to_numeric(col).astype("float64")
+        else:
+            key = f.key
+            out[f.name] = [None if pd.isna(v) else key(v) == "True" if f.is_bool else key(v) for v in col]
+    return pd.DataFrame(out)
 
 
 @contextmanager
@@ -361,7 +444,7 @@ def _requirements(bundle: ModelBundle) -> list[str]:
         flavors = {m.flavor for m in bundle.estimator.members}
     else:
         flavors = {bundle.flavor}
-    pkgs = ["mlflow", "numpy", "scikit-learn"]
+    pkgs = ["mlflow", "numpy", "pandas", "scikit-learn"]
     pkgs += ["lightgbm"] if "lightgbm" in flavors else []
     pkgs += ["skops"] if "sklearn" in flavors else []
     return [f"{p}=={version(p)}" for p in pkgs]
@@ -394,22 +477,15 @@ def save_ensemble(ensemble: Ensemble, folder: Path) -> None:
 
 def load_ensemble(folder: Path | str) -> Ensemble:
     """The ensemble `save_ensemble` wrote; each scikit-learn member trusts exactly its recorded types."""
-    folder = Path(folder)
-    manifest = json.loads((folder / ENSEMBLE_FILE).read_text())
-    members = []
-    for record in manifest["members"]:
-        path = folder / record["file"]
-        if record["flavor"] == "lightgbm":
-            import lightgbm
+    try:
+        return _ensemble(*driftloop_pyfunc.read_ensemble(folder))
+    except ValueError as exc:  # a member of a flavor this version does not know
+        raise DataError(str(exc)) from None
 
-            estimator: Any = lightgbm.Booster(model_file=str(path))
-        elif record["flavor"] == "sklearn":
-            import skops.io
 
-            estimator = skops.io.load(path, trusted=record.get("skops_trusted_types") or [])
-        else:
-            raise DataError(f"{folder}: unsupported ensemble member flavor {record['flavor']!r}")
-        members.append(
+def _ensemble(manifest: dict[str, Any], members: list[tuple[dict[str, Any], Any]]) -> Ensemble:
+    return Ensemble(
+        [
             EnsembleMember(
                 estimator=estimator,
                 flavor=record["flavor"],
@@ -417,51 +493,51 @@ def load_ensemble(folder: Path | str) -> Ensemble:
                 family=record.get("family", ""),
                 trial=record.get("trial"),
             )
-        )
-    return Ensemble(members, manifest["task"], int(manifest["n_classes"]))
+            for record, estimator in members
+        ],
+        manifest["task"],
+        int(manifest["n_classes"]),
+    )
 
 
-class _PyfuncEnsemble:
-    """What `mlflow.pyfunc.load_model` gives for an ensemble: raw feature rows in, probabilities out."""
-
-    def __init__(self, bundle: ModelBundle) -> None:
-        self.bundle = bundle
-
-    def predict(self, data: Any, params: Any = None) -> np.ndarray:
-        out = self.bundle.predict_frame(data)
-        return out.proba if out.proba is not None else out.labels
+#: Models logged before the loader shipped with the model named this module as theirs: MLflow still finds it.
+_load_pyfunc = driftloop_pyfunc._load_pyfunc
 
 
-def _load_pyfunc(data_path: str) -> _PyfuncEnsemble:
-    """MLflow's `python_function` loader hook (`loader_module`) for ensemble models."""
-    data = Path(data_path)
-    return _PyfuncEnsemble(load_bundle_dir(data.parents[1] if data.parent.name == "data" else data.parent))
+def save_bundle_dir(bundle: ModelBundle, root: Path | str) -> Path:
+    """Write the bundle as a model folder `load_bundle_dir` reads exactly as it reads a logged one.
+
+    The same files and MLmodel keys MLflow writes for each flavor (native booster text, skops with its
+    trusted types, an ensemble's folder), without MLflow: the trainer uses it to time a candidate on the
+    path the server loads, at a fraction of a logged model's cost.
+    """
+    import skops.io
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    flavors: dict[str, Any]
+    if bundle.flavor == "ensemble":
+        save_ensemble(bundle.estimator, root / "data" / ENSEMBLE_DIR)
+        flavors = {"python_function": {"loader_module": PYFUNC_LOADER, "data": f"data/{ENSEMBLE_DIR}"}}
+    elif bundle.flavor == "lightgbm":
+        bundle.estimator.save_model(str(root / "model.lgb"))
+        flavors = {"lightgbm": {"data": "model.lgb"}}
+    else:
+        skops.io.dump(bundle.estimator, root / "model.skops")
+        trusted = sorted(skops.io.get_untrusted_types(file=root / "model.skops"))
+        flavors = {"sklearn": {"pickled_model": "model.skops", "skops_trusted_types": trusted}}
+    mlmodel = {"flavors": flavors, "metadata": {SPEC_KEY: bundle.spec.to_dict()}}
+    (root / "MLmodel").write_text(yaml.safe_dump(mlmodel, sort_keys=False))
+    return root
 
 
 def load_bundle_dir(path: Path | str) -> ModelBundle:
     """Load a bundle from a local MLflow model folder, without importing MLflow."""
-    root = Path(path)
-    mlmodel = yaml.safe_load((root / "MLmodel").read_text())
-    spec_dict = (mlmodel.get("metadata") or {}).get(SPEC_KEY)
-    if spec_dict is None:
-        raise DataError(f"{root} is not a driftloop model: its MLmodel has no '{SPEC_KEY}' metadata")
+    try:
+        spec_dict, flavor, native = driftloop_pyfunc.read_model(path)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     spec = ModelSpec.from_dict(spec_dict)
-    flavors = mlmodel.get("flavors", {})
-    if "lightgbm" in flavors:
-        import lightgbm
-
-        conf = flavors["lightgbm"]
-        booster = lightgbm.Booster(model_file=str(root / conf.get("data", "model.lgb")))
-        return ModelBundle(spec=spec, estimator=booster, flavor="lightgbm")
-    if "sklearn" in flavors:
-        import skops.io
-
-        conf = flavors["sklearn"]
-        estimator = skops.io.load(
-            root / conf.get("pickled_model", "model.skops"), trusted=conf.get("skops_trusted_types") or []
-        )
-        return ModelBundle(spec=spec, estimator=estimator, flavor="sklearn")
-    pyfunc = flavors.get("python_function") or {}
-    if pyfunc.get("loader_module") == __name__ and pyfunc.get("data"):
-        return ModelBundle(spec=spec, estimator=load_ensemble(root / pyfunc["data"]), flavor="ensemble")
-    raise DataError(f"{root}: unsupported model flavor(s) {sorted(flavors)}")
+    if flavor == "ensemble":
+        return ModelBundle(spec=spec, estimator=_ensemble(*native), flavor="ensemble")
+    return ModelBundle(spec=spec, estimator=native, flavor=flavor)  # type: ignore[arg-type]  # lightgbm, sklearn

@@ -9,7 +9,10 @@ and machine: the object file is cached in the model folder, under a file lock th
 The child checks the binary against LightGBM on random rows (with missing values) before it is cached, so
 a cached binary is a verified one, and a restarted worker loads it without importing LightGBM at all.
 
-Run as `python -m driftloop.serve.compiled MODEL_FILE CACHE_FILE` to compile one model.
+scikit-learn forests follow the same design through treelite (`driftloop.compiled.forest`, sharing
+`run_child`), and `driftloop.compiled.compile_bundle` picks the compiler for a model or each ensemble member.
+
+Run as `python -m driftloop.compiled.booster MODEL_FILE CACHE_FILE` to compile one model.
 """
 
 from __future__ import annotations
@@ -19,10 +22,23 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+__all__ = [
+    "CompiledBooster",
+    "available",
+    "build_cached",
+    "cache_path",
+    "cancel_running",
+    "compile_model_file",
+    "importable",
+    "load_cached",
+    "run_child",
+]
 
 log = logging.getLogger(__name__)
 COMPILE_TIMEOUT_SECONDS = 600
@@ -34,16 +50,21 @@ class CompiledBooster:
     def __init__(self, model: Any) -> None:
         self._model = model
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self._model.predict(np.ascontiguousarray(X, dtype=np.float64), n_jobs=1)
+    def predict(self, X: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        return self._model.predict(np.ascontiguousarray(X, dtype=np.float64), n_jobs=num_threads)
 
 
-def available() -> bool:
+def importable(module: str) -> bool:
+    """Whether an optional compiler's package imports here (a missing or broken one means: serve natively)."""
     try:
-        import lleaves  # noqa: F401
+        __import__(module)
     except Exception:
         return False
     return True
+
+
+def available() -> bool:
+    return importable("lleaves")
 
 
 def cache_path(model_file: Path) -> Path:
@@ -62,30 +83,42 @@ def compile_model_file(model_file: Path) -> CompiledBooster:
     import lleaves
 
     target = cache_path(model_file)
-    if not target.exists():
-        lock_path = target.with_suffix(".lock")
-        with open(lock_path, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be compiling the same model right now
-            if not target.exists():
-                tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-                try:
-                    returncode, stderr = _run_compiler(model_file, tmp)
-                    if returncode != 0 or not tmp.exists():
-                        raise RuntimeError(f"lleaves compile failed ({returncode}): {stderr[-500:]}")
-                    os.replace(tmp, target)
-                finally:
-                    tmp.unlink(missing_ok=True)
+    build_cached(target, lambda tmp: run_child([__name__, str(model_file), str(tmp)]), "lleaves compile")
     model = lleaves.Model(model_file=str(model_file))
     model.compile(cache=str(target))
     return CompiledBooster(model)
 
 
+def build_cached(target: Path, build: Callable[[Path], tuple[int, str]], what: str) -> None:
+    """Make `target` once per machine: `build(tmp)` (a child process: exit code, stderr) writes a temp file,
+    renamed into place.
+
+    Under a file lock, so workers starting together build it once and the others wait and reuse it; a failed
+    or killed child leaves no file, so the next attempt starts clean.
+    """
+    if target.exists():
+        return
+    with open(target.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be building the same file right now
+        if target.exists():
+            return
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        try:
+            returncode, stderr = build(tmp)
+            if returncode != 0 or not tmp.exists():
+                raise RuntimeError(f"{what} failed ({returncode}): {stderr[-500:]}")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 _running: set[subprocess.Popen] = set()
 
 
-def _run_compiler(model_file: Path, out: Path) -> tuple[int, str]:
+def run_child(args: list[str]) -> tuple[int, str]:
+    """Run `python -m ARGS` (a compile) and wait: (exit code, stderr); killed after the timeout or on stop."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", __name__, str(model_file), str(out)],
+        [sys.executable, "-m", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -132,8 +165,8 @@ def _compile_to(model_file: str, cache: str) -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(0.0, 10.0, size=(512, booster.num_feature()))
     X[::7, ::2] = np.nan
-    want = booster.predict(X, num_threads=1)
-    got = model.predict(X, n_jobs=1)
+    want = np.asarray(booster.predict(X, num_threads=1))
+    got = np.asarray(model.predict(X, n_jobs=1))
     if want.shape != got.shape or not np.allclose(want, got, rtol=1e-9, atol=1e-9):
         Path(cache).unlink(missing_ok=True)
         raise SystemExit(
