@@ -34,7 +34,10 @@ class ScaleProject:
 
 
 def make_project(root: Path, red: pd.DataFrame) -> ScaleProject:
-    """Config, stores, and one LightGBM version of red wine deployed as champion (alcohol not nullable)."""
+    """Config, stores, and one LightGBM version of red wine deployed as champion (alcohol not nullable).
+
+    The task follows the target: binary when `red.quality` holds two values (e.g. 0/1), else multiclass.
+    """
     import lightgbm as lgb
     import mlflow
 
@@ -47,7 +50,7 @@ def make_project(root: Path, red: pd.DataFrame) -> ScaleProject:
     stores = open_stores(load_config(config))
     classes = sorted(red.quality.unique().tolist())
     spec = ModelSpec(
-        task="multiclass",
+        task="binary" if len(classes) == 2 else "multiclass",
         target="quality",
         features=tuple(FeatureSpec(f, "numeric", nullable=f != NOT_NULLABLE) for f in FEATURES),
         classes=tuple(classes),

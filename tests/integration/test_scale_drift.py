@@ -144,3 +144,36 @@ def test_ks_statistic_from_grid_counts_is_scipys_to_the_bit() -> None:
         grid = GridCounts.of(np.unique(np.concatenate([ref.counts[0], np.linspace(-6, 6, 101)])), cur)
         # method="asymp" keeps D as computed; the exact method rounds it to a multiple of 1/lcm(n, m).
         assert ks_statistic(ref, grid, cur.size) == stats.ks_2samp(ref.sorted, cur, method="asymp").statistic
+
+
+def test_messy_column_types_follow_the_engines_rules(client) -> None:
+    """Unused categories, nullable dtypes with gaps and a column int in one table and str in the other."""
+    rng = np.random.default_rng(11)
+    bands = pd.CategoricalDtype(["low", "high", "unused"])
+
+    def table(n: int, p_high: float, shift: int, code: object) -> pd.DataFrame:
+        counts = pd.array(rng.integers(0, 8, n) + shift, dtype="Int64")
+        counts[rng.random(n) < 0.1] = pd.NA
+        return pd.DataFrame(
+            {
+                "band": pd.Series(rng.choice(["low", "high"], n, p=[1 - p_high, p_high]), dtype=bands),
+                "counts": counts,
+                "level": pd.array(rng.normal(shift, 1, n), dtype="Float64"),
+                "code": pd.Series([code] * n, dtype=object),
+            }
+        )
+
+    specs = [
+        ColumnSpec("band", "categorical"),
+        ColumnSpec("counts", "numeric"),
+        ColumnSpec("level", "numeric"),
+        ColumnSpec("code", "categorical"),
+    ]
+    ref, cur = table(600, 0.2, 0, 7), table(900, 0.7, 1, "B7")
+    exact = DriftDetector(specs).fit(ref).evaluate(cur)
+    result = distributed_drift(client, dd.from_pandas(cur, npartitions=3), ref, specs)
+    _assert_same(result.drift, exact, result.error_bounds)
+    band = result.drift.column("band")
+    assert (band.method, band.drift, band.error) == ("z", True, None)
+    assert result.drift.column("code").error.startswith("values of more than one type")
+    assert [c.drift for c in result.drift.columns] == [True, True, True, None]

@@ -54,7 +54,7 @@ def test_rows_follow_the_contract(tmp_path: Path) -> None:
     files = log_files(tmp_path, "predictions")
     assert len(files) == 1
     assert re.fullmatch(r"pred-[\w.]+-\d+-\d{13}-000001\.parquet", files[0].name)
-    assert files[0].parent.name == "date=2026-11-23"
+    assert files[0].parent.relative_to(tmp_path).as_posix() == "predictions/date=2026-11-23/hour=02"
     table = pq.read_table(files[0])
     assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
     assert table.schema.field("features").type == pa.struct(
@@ -108,17 +108,21 @@ def test_rows_of_two_days_go_to_two_partitions_and_feedback(tmp_path: Path) -> N
     writer = LogWriter(tmp_path, "predictions", flush_seconds=60).start()
     writer.put(entry("a", 1, batch=False))
     writer.put(entry("b", 1, batch=False, ts=TS + 86_400_000_000))
+    writer.put(entry("c", 1, batch=False, ts=TS + 3_600_000_000))
     writer.close()
-    assert sorted(p.parent.name for p in log_files(tmp_path, "predictions")) == [
-        "date=2026-11-23",
-        "date=2026-11-24",
+    assert sorted(
+        p.parent.relative_to(tmp_path / "predictions").as_posix() for p in log_files(tmp_path, "predictions")
+    ) == [
+        "date=2026-11-23/hour=02",
+        "date=2026-11-23/hour=03",
+        "date=2026-11-24/hour=02",
     ]
     fb = LogWriter(tmp_path, "feedback").start()
     fb.put(FeedbackEntry(request_ids=["a", "b:0"], labels=[7, 6.0], regression=False, ts_us=TS))
     fb.close()
     rows = duckdb.sql(
-        f"SELECT f.request_id, f.label, p.prediction FROM read_parquet('{tmp_path}/feedback/*/*.parquet') f "
-        f"JOIN read_parquet('{tmp_path}/predictions/*/*.parquet') p USING (request_id) ORDER BY 1"
+        f"SELECT f.request_id, f.label, p.prediction FROM read_parquet('{tmp_path}/feedback/*/*/*.parquet') f "
+        f"JOIN read_parquet('{tmp_path}/predictions/*/*/*.parquet') p USING (request_id) ORDER BY 1"
     ).fetchall()
     assert rows == [("a", "7", "7")]
     assert log_files(tmp_path, "feedback")[0].name.startswith("fb-")
@@ -149,3 +153,52 @@ def test_versions_with_different_class_lists_are_logged_side_by_side(tmp_path: P
     assert [r["request_id"] for r in rows] == ["new:0", "new:1", "old:0", "old:1"]
     assert json.loads(rows[0]["probabilities"]) == {"5": 0.2, "7": 0.5, "9": 0.3}
     assert json.loads(rows[2]["probabilities"]) == {"5": 0.25, "7": 0.75}
+
+
+def test_an_entry_that_cannot_be_written_is_quarantined_and_the_others_land(tmp_path: Path) -> None:
+    """A lone surrogate in a categorical value once failed every flush and queued every later row behind it."""
+    counted: list[int] = []
+    writer = LogWriter(tmp_path, "predictions", flush_seconds=60, on_quarantine=counted.append)
+    poison = entry("bad", 2)
+    poison.columns[1][0] = "\ud800"
+    for e in (entry("a", 1, batch=False), entry("b", 3), poison, entry("c", 2)):
+        writer.put(e)
+    assert writer.flush() == 6
+    assert writer.queued_rows == 0 and writer.rows_quarantined == 2 and counted == [2]
+    writer.put(entry("later", 1, batch=False))
+    writer.close()
+    ids = sorted(r["request_id"] for r in read_log(tmp_path, "predictions").to_pylist())
+    assert ids == ["a", "b:0", "b:1", "b:2", "c:0", "c:1", "later"]  # each once: nothing written twice
+    [kept] = list((tmp_path / "quarantine").glob("*.jsonl"))
+    [line] = kept.read_text(encoding="ascii").splitlines()
+    record = json.loads(line)
+    assert record["log"] == "predictions" and record["entry"]["request_id"] == "bad"
+    assert record["entry"]["columns"][1][0] == "\ud800" and record["entry"]["columns"][0][1] is None
+    assert "surrogate" in record["error"]
+
+
+def test_feedback_with_an_unwritable_request_id_is_quarantined_alone(tmp_path: Path) -> None:
+    fb = LogWriter(tmp_path, "feedback").start()
+    fb.put(FeedbackEntry(request_ids=["a"], labels=[7], regression=False, ts_us=TS))
+    fb.put(FeedbackEntry(request_ids=["\udc80x", "b"], labels=[6, 5], regression=False, ts_us=TS))
+    fb.put(FeedbackEntry(request_ids=["c"], labels=[5], regression=False, ts_us=TS))
+    fb.close()
+    assert sorted(r["request_id"] for r in read_log(tmp_path, "feedback").to_pylist()) == ["a", "c"]
+    assert fb.rows_quarantined == 2 and fb.queued_rows == 0
+    assert len(list((tmp_path / "quarantine").glob("feedback-*.jsonl"))) == 1
+
+
+def test_a_storage_fault_retries_only_the_files_not_written(tmp_path: Path) -> None:
+    """Two files in one flush, the second folder unwritable: the first is not written again on the retry."""
+    blocker = tmp_path / "predictions" / "date=2026-11-24" / "hour=02"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the folder should be")
+    writer = LogWriter(tmp_path, "predictions", flush_seconds=60)
+    writer.put(entry("today", 2))
+    writer.put(entry("tomorrow", 1, batch=False, ts=TS + 86_400_000_000))
+    assert writer.flush() == 2 and writer.queued_rows == 1 and writer.rows_quarantined == 0
+    blocker.unlink()
+    assert writer.flush() == 1 and writer.queued_rows == 0
+    ids = sorted(r["request_id"] for r in read_log(tmp_path, "predictions").to_pylist())
+    assert ids == ["today:0", "today:1", "tomorrow"]
+    assert not list(tmp_path.rglob(".*.tmp"))

@@ -1,6 +1,6 @@
 """Where driftloop's distributed work runs: an existing Dask scheduler, a local cluster, or this process.
 
-    with dask_client(address) as client:     # address None: a LocalCluster sized for this machine
+    with dask_client(address) as client:     # None or "local": a LocalCluster sized for this machine
         ...
 
 The address comes from `--dask`, else `scale.dask_scheduler` in the config (which `DRIFTLOOP_DASK_SCHEDULER`
@@ -28,12 +28,49 @@ ENV_SCHEDULER = "DRIFTLOOP_DASK_SCHEDULER"
 CONNECT_TIMEOUT_SECONDS = 20
 
 
+LOCAL = "local"
+"""The `--dask` value (or `scale.dask_scheduler`) that asks for a local cluster on this machine."""
+
+
 def resolve_address(explicit: str | None, configured: str | None = None) -> str | None:
-    """`--dask` wins, then the config value (already env-overridden), then the environment variable."""
-    for candidate in (explicit, configured, os.environ.get(ENV_SCHEDULER)):
+    """The scheduler to use: `--dask` wins, then the config value (already env-overridden), then the env.
+
+    Returns None when nothing is set, `LOCAL` for 'local', else a checked address. One meaning of `--dask`
+    for every command (`train`, `score`): a malformed address is a UserError naming where it came from,
+    raised before any cluster is started or any file is read.
+    """
+    sources = (
+        (explicit, "--dask"),
+        (configured, f"scale.dask_scheduler ({ENV_SCHEDULER})"),
+        (os.environ.get(ENV_SCHEDULER), ENV_SCHEDULER),
+    )
+    for candidate, source in sources:
         if candidate:
-            return candidate
+            value = candidate.strip()
+            if value.lower() == LOCAL:
+                return LOCAL
+            _check_address(value, source)
+            return value
     return None
+
+
+def _check_address(address: str, source: str) -> None:
+    from distributed.comm.addressing import parse_address, parse_host_port
+    from distributed.comm.registry import backends
+
+    hint = f"{source} {address!r}: not a Dask scheduler address; give tcp://host:8786 or 'local'"
+    scheme, location = parse_address(address, strict=False)
+    if scheme not in backends:
+        raise UserError(f"{hint} (unknown protocol {scheme!r}; known: {', '.join(sorted(backends))})")
+    if scheme in ("tcp", "tls", "ws", "wss"):
+        try:
+            host, port = parse_host_port(location, 8786)
+        except ValueError:
+            raise UserError(f"{hint} (the port must be a number)") from None
+        if not host:
+            raise UserError(f"{hint} (no host)")
+        if not 0 < int(port) < 65536:
+            raise UserError(f"{hint} (port {port} out of range)")
 
 
 @contextmanager
@@ -45,7 +82,7 @@ def dask_client(
     memory_limit: str | int | None = "auto",
     processes: bool = True,
 ) -> Iterator[Client]:
-    """A connected Client; without an address, a LocalCluster that is closed on exit.
+    """A connected Client; without an address (or `LOCAL`), a LocalCluster that is closed on exit.
 
     `processes=False` runs the workers as threads of this process (for small inputs and tests: no start-up
     cost, nothing to pickle). Local workers get one thread each by default, so LightGBM and NumPy do not
@@ -53,7 +90,7 @@ def dask_client(
     """
     from distributed import Client, LocalCluster
 
-    if address:
+    if address and address != LOCAL:
         try:
             client = Client(address, timeout=CONNECT_TIMEOUT_SECONDS)
         except (OSError, TimeoutError) as exc:

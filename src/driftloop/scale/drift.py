@@ -37,12 +37,15 @@ from scipy.stats import distributions
 
 from driftloop.monitor.drift import (
     CHART_CATEGORIES,
+    COLUMN_ERRORS,
     ColumnDrift,
     ColumnOverride,
     ColumnSpec,
     DriftDetector,
     DriftResult,
     chart_distribution,
+    failed_column,
+    mixed_types_error,
 )
 from driftloop.monitor.samples import CATEGORICAL, NUMERIC, CategoricalSample, NumericSample, numeric_sample
 from driftloop.monitor.stattests import REGISTRY, default_stattest, n_values_combined, sturges_edges
@@ -94,7 +97,12 @@ class ScaleDriftResult:
         out = []
         for col in self.drift.columns:
             bound = self.error_bounds.get(col.column, 0.0)
-            if bound and col.statistic is not None and abs(col.statistic - col.threshold) <= bound:
+            if (
+                bound
+                and col.statistic is not None
+                and col.threshold is not None
+                and abs(col.statistic - col.threshold) <= bound
+            ):
                 out.append(col.column)
         return out
 
@@ -170,7 +178,7 @@ def distributed_drift(
         if spec.kind != NUMERIC or isinstance(ref, str) or cur.n == 0:
             continue
         assert isinstance(ref, NumericSample)
-        probe = SummarySample(cur, pd.api.types.is_integer_dtype(current.dtypes[spec.name]))
+        probe = SummarySample(cur, _holds_integers(current, spec.name, cur))
         grids[spec.name] = _grid(ref, probe, fine_bins)
         if _test_name(detector, spec, ref, probe) == "ks" and max(ref.n, cur.n) <= SCIPY_EXACT_KS_ROWS:
             gather.append(spec.name)
@@ -232,6 +240,12 @@ def _test_name(detector: DriftDetector, spec: ColumnSpec, ref: NumericSample, pr
         return ""
 
 
+def _holds_integers(current: Any, name: str, first: ColumnPass1) -> bool:
+    """An integer dtype without missing values (integers with gaps are floats, as in `numeric_sample`)."""
+    dtype = current.dtypes[name]
+    return pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype) and first.nulls == 0
+
+
 def _gather_parts(client: Client, frame: Any) -> Iterator[pd.DataFrame]:
     """Each partition's one-row result, fetched to the client as it completes and released on the worker.
 
@@ -284,10 +298,12 @@ def _column(
         )
     elif spec.name in second["v"]:  # small window: the engine's exact path on the gathered values
         cur = numeric_sample(second["v"][spec.name])
+        cur.is_integer = _holds_integers(current, spec.name, first)  # gathered as float64
     else:
-        cur = SummarySample(
-            first, pd.api.types.is_integer_dtype(current.dtypes[spec.name]), second["g"][spec.name]
-        )
+        cur = SummarySample(first, _holds_integers(current, spec.name, first), second["g"][spec.name])
+    out.error = mixed_types_error(ref, cur)  # the engine's rules, so both paths give one answer
+    if out.error is not None:
+        return out, None
     override = detector.overrides.get(spec.name, ColumnOverride())
     try:
         test = (
@@ -298,20 +314,19 @@ def _column(
         out.method, out.score_kind = test.name, test.score_kind
         out.threshold = test.default_threshold if override.threshold is None else override.threshold
         bound = None
-        if isinstance(cur, SummarySample) and test.name == "ks":
+        if isinstance(cur, SummarySample) and cur.grid is not None and test.name == "ks":
             out.statistic = ks_pvalue(ref, cur.grid, cur.n)
-            out.drift = bool(test.drifted(out.statistic, out.threshold))
-        elif isinstance(cur, SummarySample) and test.name == "wasserstein":
+            out.drift = test.decide(out.statistic, out.threshold)
+        elif isinstance(cur, SummarySample) and cur.grid is not None and test.name == "wasserstein":
             out.statistic, bound = wasserstein_bounded(ref, cur.grid, cur.n)
-            out.drift = bool(test.drifted(out.statistic, out.threshold))
+            out.drift = test.decide(out.statistic, out.threshold)
         else:
             out.statistic, out.drift = test(ref, cur, out.threshold)
-        out.psi = REGISTRY["psi"](ref, cur)[0] if test.name != "psi" else out.statistic
+        out.psi = REGISTRY["psi"].score(ref, cur) if test.name != "psi" else out.statistic
+        out.psi_drift = bool(out.psi >= detector.psi_threshold) if np.isfinite(out.psi) else None
         out.distribution = chart_distribution(ref, cur)
-    except ValueError as exc:  # e.g. a count-based test on a window with too many distinct values
-        out.error = str(exc)
-        out.drift = None
-        return out, None
+    except COLUMN_ERRORS as exc:  # e.g. a count-based test on a window with too many distinct values
+        return failed_column(out, exc), None
     return out, bound
 
 

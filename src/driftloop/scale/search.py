@@ -24,15 +24,15 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from driftloop.metrics import higher_is_better
-from driftloop.train import candidates
+from driftloop.train import candidates, cost
 from driftloop.train.candidates import FAMILY_ORDER, Problem
-from driftloop.train.cv import cross_validate, make_folds
-from driftloop.train.tuning import SearchResult, TrialRecord, leaderboard, resolve_workers
+from driftloop.train.cv import Folds, cross_validate, make_folds
+from driftloop.train.tuning import SearchResult, TrialRecord, default_order, leaderboard, resolve_workers
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -52,7 +52,7 @@ class StudyPlan:
     storage: str
     """`journal:<path>` or an SQLAlchemy URL (PostgreSQL) for Optuna's RDB storage."""
     study_name: str
-    direction: str
+    direction: Literal["minimize", "maximize"]
     families: tuple[str, ...]
     n_enqueued: int
     problem: Problem
@@ -60,6 +60,9 @@ class StudyPlan:
     metric: str
     n_folds: int
     seed: int
+    folds: Folds | None = None
+    """The training run's CV folds (grouped or time-ordered); None: `make_folds` on the workers."""
+    max_predict_ms: float | None = None
 
 
 def open_storage(storage: str) -> Any:
@@ -89,6 +92,8 @@ def distributed_search(
     progress: Any = None,
     storage: str | None = None,
     trial_log: TrialLog | None = None,
+    folds: Folds | None = None,
+    max_predict_ms: float | None = None,
 ) -> SearchResult:
     """Run the search on the cluster's workers, then refit the best on the client. See the module docstring."""
     import optuna
@@ -98,8 +103,7 @@ def distributed_search(
     if not workers:
         raise RuntimeError("the Dask cluster has no workers")
     ordered = tuple(f for f in FAMILY_ORDER if f in families)
-    enqueued = [(f, p) for f in ordered for p in candidates.FAMILIES[f].defaults(problem)[:1]]
-    enqueued += [(f, p) for f in ordered for p in candidates.FAMILIES[f].defaults(problem)[1:]]
+    enqueued = default_order(ordered, problem)
     tmp = None
     if storage is None:  # a local cluster: a journal file in this machine's temp folder
         tmp = tempfile.TemporaryDirectory(prefix="driftloop-study-")
@@ -115,6 +119,8 @@ def distributed_search(
         metric=metric,
         n_folds=n_folds,
         seed=problem.seed,
+        folds=folds,
+        max_predict_ms=max_predict_ms,
     )
     study = optuna.create_study(
         storage=open_storage(storage), study_name=plan.study_name, direction=plan.direction
@@ -154,6 +160,9 @@ def distributed_search(
         for record in records:
             on_trial(record)
     done = [t for t in records if t.state == "complete"]
+    slow = [(t.family, t.number, t.cost) for t in records if t.state == cost.TOO_SLOW and t.cost]
+    if not done and slow:
+        raise cost.no_candidate_fits(slow, max_predict_ms or 0.0)
     if not done:
         failures = "; ".join(f"trial {t.number} ({t.family}): {t.message}" for t in records if t.message)
         raise RuntimeError(f"no candidate model could be trained: {failures or 'no trial finished'}")
@@ -212,7 +221,9 @@ def run_worker_trials(
     study = optuna.load_study(
         study_name=plan.study_name, storage=open_storage(plan.storage), sampler=sampler, pruner=pruner
     )
-    folds = make_folds(y, plan.problem.task, plan.n_folds, plan.seed)
+    folds = (
+        plan.folds if plan.folds is not None else make_folds(y, plan.problem.task, plan.n_folds, plan.seed)
+    )
     records: list[TrialRecord] = []
     log_client = None
     if trial_log is not None:
@@ -245,11 +256,16 @@ def run_worker_trials(
         if cv.pruned:
             record.state = "pruned"
             raise optuna.TrialPruned()
-        record.state = "complete"
+        # Timed here, on the worker, as in the local search; the model does not travel back to the client.
+        record.cost = cost.trial_cost(family, params, cv.model, plan.problem, plan.n_classes, X)
+        cv.model = None
+        record.seconds = time.perf_counter() - started  # the timing is part of the trial's cost
+        cost.tell_constraint(trial, record.cost, plan.max_predict_ms)
+        record.state = cost.TOO_SLOW if cost.over_limit(record.cost, plan.max_predict_ms) else "complete"
         return cv.mean
 
     def after_trial(_study: Any, _frozen: Any) -> None:
-        if log_client is not None and records:
+        if log_client is not None and trial_log is not None and records:
             from driftloop.train.record import log_trial
 
             log_trial(log_client, trial_log.experiment_id, trial_log.parent_run_id, records[-1], plan.metric)

@@ -96,6 +96,7 @@ def summarize_pass1(frame: pd.DataFrame, plan: Pass1Plan) -> dict[str, ColumnPas
         else:
             summary.nulls = int(series.isna().sum())
             counts = series.value_counts(dropna=True, sort=False)
+            counts = counts[counts.to_numpy() > 0]  # a category dtype's unused categories are no values
             summary.values = Counter(dict(zip(counts.index.tolist(), counts.tolist(), strict=True)))
             known = plan.categories.get(name)
             if known is not None:

@@ -5,12 +5,12 @@
 
 Each file is read on a worker with pyarrow: only the `request_id`, `ts`, `model_version`, `arm`, `source`
 and `features` columns, the `features` struct flattened into one column per feature, rows outside [start, end) and
-shadow rows dropped. Date folders outside the window are never opened.
+shadow rows dropped. Partitions (hour folders) outside the window are never opened.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ def log_window(
     """The logged features (plus `request_id`, `ts`, `model_version`, `source`) in [start, end), lazily."""
     import dask.dataframe as dd
 
-    files = [f for f in log_files(log_dir, "predictions") if _day_in_window(f, start, end)]
+    files = log_files(log_dir, "predictions", start=start, end=end)
     if not files:
         raise DataError(f"no prediction-log files in {log_dir} for the window")
     struct = pq.read_schema(files[0]).field("features").type
@@ -101,10 +101,3 @@ def read_log_file(
         values = column.to_pandas()
         out[name] = values.astype("float64") if pa.types.is_floating(column.type) else values.astype(object)
     return out
-
-
-def _day_in_window(file: Path, start: datetime | None, end: datetime | None) -> bool:
-    day = datetime.strptime(file.parent.name.removeprefix("date="), "%Y-%m-%d").replace(tzinfo=UTC)
-    if start is not None and day.date() < start.astimezone(UTC).date():
-        return False
-    return not (end is not None and day.date() > end.astimezone(UTC).date())
