@@ -19,53 +19,116 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from statistics import mean, stdev
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score
 from sklearn.model_selection import train_test_split
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
 DATA = Path(os.environ.get("DRIFTLOOP_TEST_DATA", HERE.parents[2] / "shared" / "data"))
 PYCARET_VENV = WORK / "venv-pycaret"
+# anchor.py owns RESULTS.md between these markers (and its notes after them).
+ANCHOR_START, ANCHOR_END = "<!-- anchor:start (written by anchor.py) -->", "<!-- anchor:end -->"
 
 
-def split(frame: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return train_test_split(frame, test_size=0.2, random_state=seed, stratify=frame["quality"])
+def split(
+    frame: pd.DataFrame, seed: int, target: str = "quality", stratify: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The one split every tool gets: 20 % test rows, stratified on the target for classification."""
+    return train_test_split(
+        frame, test_size=0.2, random_state=seed, stratify=frame[target] if stratify else None
+    )
 
 
-def scores(truth: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def scores(truth: np.ndarray, labels: np.ndarray, task: str = "multiclass") -> dict[str, float]:
+    """Accuracy and macro-F1 for classification; R² and RMSE for regression."""
+    if task == "regression":
+        return {
+            "r2": float(r2_score(truth, labels)),
+            "rmse": float(np.sqrt(mean_squared_error(truth, labels))),
+        }
     return {
         "accuracy": float(accuracy_score(truth, labels)),
         "f1_macro": float(f1_score(truth, labels, average="macro")),
     }
 
 
+def one_row_us(predict: Callable[[], object], calls: int = 300, seconds: float = 3.0) -> float:
+    """Median wall time of one call in microseconds, after a warm-up (the first calls allocate).
+
+    At most `calls` calls and about `seconds` of timing (at least 20 calls), so a slow model on a busy
+    machine cannot stretch the run.
+    """
+    for _ in range(10):
+        predict()
+    times: list[int] = []
+    deadline = time.perf_counter_ns() + int(seconds * 1e9)
+    while len(times) < calls and (len(times) < 20 or time.perf_counter_ns() < deadline):
+        started = time.perf_counter_ns()
+        predict()
+        times.append(time.perf_counter_ns() - started)
+    return float(np.median(times)) / 1000.0
+
+
 def run_driftloop(
-    train: pd.DataFrame, test: pd.DataFrame, budget: float | None, trials: int, seed: int, ensemble: bool
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    budget: float | None,
+    trials: int,
+    seed: int,
+    ensemble: bool,
+    target: str = "quality",
+    task: str = "multiclass",
 ) -> dict:
-    from driftloop.config import EnsembleConfig
-    from driftloop.train.candidates import Problem, predict_scores
+    """driftloop's search (default families, folds, ensemble selection and `max_predict_ms`, as `train`
+    runs it) on `train`, scored on `test`.
+
+    `predict_us` is one row through the model in the form the server loads it (`for_serving` in a
+    `ModelBundle`, `predict_matrix` on the encoded row), without HTTP and without lleaves compilation.
+    """
+    from driftloop.config import EnsembleConfig, TrainingConfig
+    from driftloop.stores.models import FeatureSpec, ModelBundle, ModelSpec
+    from driftloop.train.candidates import Problem, for_serving, predict_scores
     from driftloop.train.tuning import run_search
 
-    X = train.drop(columns="quality").to_numpy(np.float64)
-    classes = np.unique(train["quality"])
-    y = np.searchsorted(classes, train["quality"].to_numpy())
-    problem = Problem("multiclass", X.shape[1], (), seed=42)
+    defaults = TrainingConfig()
+    features = [c for c in train.columns if c != target]
+    X = train[features].to_numpy(np.float64)
+    Xt = test[features].to_numpy(np.float64)
+    regression = task == "regression"
+    classes = np.unique(train[target]) if not regression else np.array([])
+    y = (
+        train[target].to_numpy(np.float64)
+        if regression
+        else np.searchsorted(classes, train[target].to_numpy())
+    )
+    problem = Problem(task, X.shape[1], (), seed=42)
     started = time.perf_counter()
     result = run_search(
-        X, y, problem, len(classes), "accuracy",
-        families=["linear", "random_forest", "extra_trees", "lightgbm"], n_folds=5, trials=trials,
+        X, y, problem, len(classes), "r2" if regression else "accuracy",
+        families=list(defaults.families), n_folds=defaults.cv_folds, trials=trials,
         seconds=budget, ensemble_config=EnsembleConfig(enabled=ensemble),
+        max_predict_ms=defaults.max_predict_ms,
     )  # fmt: skip
     seconds = time.perf_counter() - started
-    proba = predict_scores(
-        result.estimator, test.drop(columns="quality").to_numpy(np.float64), problem, len(classes)
+    predicted = predict_scores(result.estimator, Xt, problem, len(classes))
+    out = scores(
+        test[target].to_numpy(), predicted if regression else classes[predicted.argmax(axis=1)], task
     )
-    out = scores(test["quality"].to_numpy(), classes[proba.argmax(axis=1)])
+    spec = ModelSpec(
+        task=task,  # type: ignore[arg-type]
+        target=target,
+        features=tuple(FeatureSpec(f, "numeric", nullable=False) for f in features),
+        classes=tuple(classes.tolist()),
+    )
+    bundle = ModelBundle(spec, *for_serving(result.family, result.estimator))  # type: ignore[arg-type]
+    row = Xt[:1].copy()
+    out["predict_us"] = one_row_us(lambda: bundle.predict_matrix(row))
     members = result.ensemble.describe() if result.ensemble_chosen else []  # type: ignore[union-attr]
     return out | {
         "tool": "driftloop" if ensemble else "driftloop, no ensemble",
@@ -100,39 +163,61 @@ def run_defaults(train: pd.DataFrame, test: pd.DataFrame) -> list[dict]:
     return out
 
 
-def ensure_pycaret() -> Path | None:
-    python = PYCARET_VENV / "bin" / "python"
+def ensure_venv(name: str, venv: Path, requirements: list[str]) -> Path | None:
+    """A tool's own virtual environment (its pins clash with driftloop's), built once with uv; its python."""
+    python = venv / "bin" / "python"
     if python.exists():
         return python
     WORK.mkdir(parents=True, exist_ok=True)
-    log = WORK / "venv-pycaret.log"
+    log = WORK / f"venv-{name.lower()}.log"
+    print(f"building {name}'s venv in {venv} (log {log})", flush=True)
     with log.open("w") as fh:
         ok = (
-            subprocess.run(
-                ["uv", "venv", "--python", "3.11", str(PYCARET_VENV)], stdout=fh, stderr=fh
-            ).returncode
+            subprocess.run(["uv", "venv", "--python", "3.11", str(venv)], stdout=fh, stderr=fh).returncode
             == 0
         )
         ok = ok and subprocess.run(
-            # scikit-plot, which PyCaret imports, uses `six` without declaring it.
-            ["uv", "pip", "install", "--python", str(python), "pycaret==3.3.2", "six"], stdout=fh, stderr=fh
+            ["uv", "pip", "install", "--python", str(python), *requirements], stdout=fh, stderr=fh
         ).returncode == 0  # fmt: skip
     if not ok:
-        print(f"PyCaret could not be installed; see {log}", file=sys.stderr)
+        print(f"{name} could not be installed; see {log}", file=sys.stderr)
         return None
     return python
 
 
-def run_pycaret(python: Path, color: str, seed: int) -> dict | None:
-    out = WORK / f"pycaret-{color}-{seed}.json"
-    if out.exists():  # PyCaret takes a minute a run; reuse a finished one
+def ensure_pycaret() -> Path | None:
+    # scikit-plot, which PyCaret imports, uses `six` without declaring it.
+    return ensure_venv("PyCaret", PYCARET_VENV, ["pycaret==3.3.2", "six"])
+
+
+def write_split(train: pd.DataFrame, test: pd.DataFrame, tag: str) -> tuple[Path, Path]:
+    """The split as two CSV files (original row numbers kept), for the tools that run in their own venv."""
+    WORK.mkdir(parents=True, exist_ok=True)
+    paths = WORK / f"split-{tag}-train.csv", WORK / f"split-{tag}-test.csv"
+    for frame, path in zip((train, test), paths, strict=True):
+        frame.to_csv(path)
+    return paths
+
+
+def run_pycaret(
+    python: Path,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    tag: str,
+    target: str = "quality",
+    task: str = "multiclass",
+) -> dict | None:
+    """PyCaret's setup + compare_models on this split, in its own venv; `tag` names the data set and seed."""
+    out = WORK / f"pycaret-{tag}.json"
+    if out.exists():  # PyCaret takes a minute or two a run; reuse a finished one
         return json.loads(out.read_text())
+    train_csv, test_csv = write_split(train, test, tag)
     proc = subprocess.run(
-        [str(python), str(HERE / "_pycaret_case.py"), str(DATA / f"winequality-{color}.csv"), str(seed), str(out)],
+        [str(python), str(HERE / "_pycaret_case.py"), str(train_csv), str(test_csv), target, task, str(out)],
         capture_output=True, text=True,
     )  # fmt: skip
     if proc.returncode != 0:
-        print(f"PyCaret failed on {color}/{seed}:\n{proc.stderr[-3000:]}", file=sys.stderr)
+        print(f"PyCaret failed on {tag}:\n{proc.stderr[-3000:]}", file=sys.stderr)
         return None
     return json.loads(out.read_text())
 
@@ -187,7 +272,7 @@ def main() -> None:
             found += run_defaults(train, test)
             pycaret_seeds = args.pycaret_seeds.split(",") if args.pycaret_seeds else None
             if python is not None and (pycaret_seeds is None or str(seed) in pycaret_seeds):
-                pc = run_pycaret(python, color, seed)
+                pc = run_pycaret(python, train, test, f"{color}-{seed}")
                 if pc:
                     found.append(pc)
             for r in found:
@@ -206,7 +291,13 @@ def main() -> None:
         "budgets": {"red": args.budget_red, "white": args.budget_white, "trials": args.trials},
     }
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    (HERE / "RESULTS.md").write_text(report(meta, rows))
+    results = HERE / "RESULTS.md"
+    old = results.read_text() if results.exists() else ""
+    # From the anchor marker on, the file is anchor.py's tables and their notes: keep them.
+    kept = "\n" + old[old.index(ANCHOR_START) :] if ANCHOR_START in old else ""
+    tmp = results.with_name(".RESULTS.md.tmp")
+    tmp.write_text(report(meta, rows) + kept)
+    os.replace(tmp, results)
     print(f"wrote {args.out} and {HERE / 'RESULTS.md'}")
 
 

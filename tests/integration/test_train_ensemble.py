@@ -24,6 +24,7 @@ def test_an_ensemble_is_trained_registered_loaded_back_and_predicts_identically(
         "budget": {"trials": 5, "seconds": None},
         "reference_rows": 300,
         "ensemble": {"max_members": 3},
+        "max_predict_ms": None,  # forest members are what this test is about, however slow they serve
     }
     cfg = load_config(write_project(tmp_path, training=training))
     stores = open_stores(cfg)
@@ -67,14 +68,22 @@ def test_an_ensemble_is_trained_registered_loaded_back_and_predicts_identically(
     assert np.array_equal(again.proba, bundle.predict_frame(holdout).proba)
     records = holdout.drop(columns="quality").head(20).to_dict("records")
     assert np.array_equal(bundle.predict_records(records).proba, again.proba[:20])
-    # MLflow's generic loader reads it too (through driftloop's loader module), on raw feature rows.
+    # MLflow's generic loader reads it too (through the loader shipped with the model), on raw feature
+    # rows: the class and one column per class probability, the same as driftloop's.
     import mlflow
 
     pyfunc = mlflow.pyfunc.load_model(f"models:/{stores.model_name}/{result.version}")
-    assert np.allclose(pyfunc.predict(holdout.drop(columns="quality").head(20)), again.proba[:20])
-    # A serving worker loads it like any version; tree compilation (LightGBM only) does not apply.
+    labelled = pyfunc.predict(holdout.drop(columns="quality").head(20))
+    assert labelled["prediction"].tolist() == again.labels[:20].tolist()
+    assert np.array_equal(labelled.drop(columns="prediction").to_numpy(), again.proba[:20])
+    # A serving worker loads it like any version, then compiles its tree members one by one (LightGBM with
+    # lleaves, forests with treelite), each checked against the original: the same probabilities.
     from driftloop.serve.pool import compile_loaded, load_model
 
     served = load_model(result.version, folder, unknown_fields="reject", max_rows=100, use_compiled=True)
-    assert not served.compiled and compile_loaded(served) is None
+    assert not served.compiled
     assert np.array_equal(served.bundle.predict_records(records).proba, again.proba[:20])
+    assert {m["family"] for m in manifest["members"]} & {"lightgbm", "extra_trees"}, manifest
+    compiled = compile_loaded(served)
+    assert compiled is not None and compiled.compiled
+    assert np.allclose(compiled.bundle.predict_records(records).proba, again.proba[:20], rtol=0, atol=1e-6)

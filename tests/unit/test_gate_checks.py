@@ -11,9 +11,11 @@ from sklearn.linear_model import LogisticRegression
 from driftloop.config import GateConfig
 from driftloop.metrics import score
 from driftloop.registry.gate import (
+    CheckResult,
     EdgeInputCheck,
     LatencyCheck,
     MetricCheck,
+    cost_check,
     mcnemar_p,
     paired_bootstrap,
     run_gate,
@@ -103,8 +105,8 @@ def test_metric_check_passes_a_clearly_better_model_and_stops_an_equal_one() -> 
     tiny = holdout.head(25)
     noisy = MetricCheck("accuracy", GateConfig(test="mcnemar"), seed=0).evaluate(strong, weak, tiny)
     details = noisy.details
-    if details["improvement"] > 0:
-        assert not noisy.passed and "not significant" in noisy.reason and details["p_value"] >= 0.05
+    assert details["improvement"] > 0  # these 25 rows favour the strong model, if not significantly
+    assert not noisy.passed and "not significant" in noisy.reason and details["p_value"] >= 0.05
     high_bar = MetricCheck("roc_auc", GateConfig(min_improvement=0.5), seed=0).evaluate(strong, weak, holdout)
     assert not high_bar.passed and "min_improvement=0.5" in high_bar.reason
 
@@ -139,9 +141,51 @@ def test_run_gate_reports_every_check_and_force_is_recorded() -> None:
     assert d["decision"] == "fail" and [c["name"] for c in d["checks"]] == [
         "metric",
         "latency",
+        "cost",
         "edge_inputs",
     ]
+    # The cost section: both models' figures from the latency check, as the report's own key.
+    assert d["cost"] == d["checks"][2]["details"] and set(d["cost"]["ratio"]) == {"one_row", "batch"}
+    assert d["cost"]["champion"]["one_row_ms"] == d["checks"][1]["details"]["champion_one_row_ms"]
     assert d["checks"][0]["details"]["n_rows"] == 700
     forced = run_gate(GateConfig(bootstrap_resamples=300), "roc_auc", weak, strong, holdout, force=True)
     assert forced.passed and forced.forced and forced.reason.startswith("FORCED")
     assert forced.to_dict()["checks"][0]["passed"] is False
+
+
+def _latency(one: float, batch: float, champion: tuple[float, float] | None) -> CheckResult:
+    details = {"one_row_ms": one, "batch_ms_per_row": batch}
+    if champion is not None:
+        details |= {"champion_one_row_ms": champion[0], "champion_batch_ms_per_row": champion[1]}
+    return CheckResult("latency", True, "", details)
+
+
+def test_cost_check_takes_the_worse_ratio_and_refuses_only_over_the_configured_factor() -> None:
+    # 3x the champion for one row, 1.5x per row in a batch: the one-row ratio is the increase.
+    figures = _latency(0.3, 0.015, champion=(0.1, 0.01))
+    reported = cost_check(figures, None)
+    assert reported.passed and reported.details["ratio"] == pytest.approx({"one_row": 3.0, "batch": 1.5})
+    assert reported.details["challenger"]["cpu_ms_per_1000"] == pytest.approx(15.0)
+    assert reported.details["champion"]["cpu_ms_per_1000"] == pytest.approx(10.0)
+    assert reported.reason.startswith("3.00x the champion's time in a one-row request")
+    refused = cost_check(figures, 2.0)
+    assert not refused.passed and "gate.max_cost_increase=2" in refused.reason
+    assert cost_check(figures, 3.5).passed
+    batch_heavy = cost_check(_latency(0.1, 0.05, champion=(0.1, 0.01)), 4.0)
+    assert not batch_heavy.passed and "a batch, per row" in batch_heavy.reason
+    first = cost_check(_latency(0.3, 0.015, champion=None), 1.1)
+    assert first.passed and "champion" not in first.details
+
+
+def test_the_gate_refuses_a_forest_that_costs_many_times_the_linear_champion_to_serve() -> None:
+    train, holdout = _data(seed=1), _data(seed=2)
+    X = train[["x1", "x2"]].to_numpy()
+    forest = ModelBundle(SPEC, RandomForestClassifier(100, random_state=0).fit(X, train["y"]), "sklearn")
+    linear = ModelBundle(SPEC, LogisticRegression().fit(X, train["y"]), "sklearn")
+    cfg = GateConfig(bootstrap_resamples=200, max_latency_ms_per_row=1e9, max_cost_increase=2.0)
+    report = run_gate(cfg, "roc_auc", forest, linear, holdout)
+    cost = report.check("cost")
+    # 100 python-level trees against one dot product: tens of times the time, not a matter of load.
+    assert cost is not None and not cost.passed and "gate.max_cost_increase=2" in cost.reason
+    assert cost.details["ratio"]["one_row"] > 2.0 and not report.passed
+    assert cost_check(report.check("latency"), None).passed  # type: ignore[arg-type]

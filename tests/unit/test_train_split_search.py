@@ -57,7 +57,7 @@ def test_search_is_deterministic_and_builds_a_leaderboard(red: pd.DataFrame) -> 
     assert [t.family for t in a.trials[:2]] == ["lightgbm", "linear"]
     assert all(t.state == "complete" for t in a.trials[:2])
     board = a.leaderboard
-    assert {r["family"] for r in board} == {"lightgbm", "linear"}
+    assert {r["family"] for r in board} == {"lightgbm", "linear", "baseline"}
     means = [r["accuracy_mean"] for r in board]
     assert means == sorted(means, reverse=True) and board[0]["accuracy_mean"] == a.best.cv.mean
     assert all(r["fit_seconds"] > 0 and r["accuracy_std"] >= 0 for r in board)

@@ -11,7 +11,9 @@ Every transition re-reads the state, checks that it is allowed (a `UserError` na
 writes it with `MetadataStore.update_deployment` (compare-and-swap on the revision; on a conflict it
 re-reads and checks again), records an event, and mirrors the MLflow aliases. A caller that decided on a
 state it read earlier passes it as `expected`: if champion or challenger changed meanwhile, its decision is
-stale and a `ConflictError` is raised instead of applying it to a model it was not about.
+stale and a `ConflictError` is raised instead of applying it to a model it was not about. The controller
+also passes its lease as `fence`: the write then commits only while it still holds the lease (a
+`LeaseLostError` otherwise, never retried).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from driftloop.errors import ConflictError, UserError
 from driftloop.stores import Stores
-from driftloop.stores.metadata import Deployment, utcnow
+from driftloop.stores.metadata import Deployment, Lease, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ def _transition(
     evidence: dict[str, Any] | None,
     expected: Deployment | None,
     version_of_event: Callable[[Deployment, Deployment], str | None],
+    fence: Lease | None = None,
 ) -> Deployment:
     """Validate with `plan(state) -> changes` (raises UserError), compare-and-swap, event, aliases."""
     state = expected if expected is not None else current(stores)
@@ -74,7 +77,7 @@ def _transition(
 
         try:
             # The event is written in the same transaction as the change: a kill between them is impossible.
-            new = stores.metadata.update_deployment(state, event=event, **changes)
+            new = stores.metadata.update_deployment(state, event=event, fence=fence, **changes)
             break
         except ConflictError:
             fresh = current(stores)
@@ -115,6 +118,7 @@ def set_champion(
     reason: str = "first model",
     actor: str | None = None,
     evidence: dict[str, Any] | None = None,
+    fence: Lease | None = None,
 ) -> Deployment:
     """Make the first model the champion. Later champions come only from promoting a challenger."""
     version = _registered(stores, version)
@@ -129,7 +133,7 @@ def set_champion(
 
     return _transition(
         stores, "champion_set", plan, reason=reason, actor=actor, evidence=evidence, expected=None,
-        version_of_event=lambda old, new: new.champion,
+        version_of_event=lambda old, new: new.champion, fence=fence,
     )  # fmt: skip
 
 
@@ -140,8 +144,14 @@ def set_challenger(
     reason: str,
     actor: str | None = None,
     evidence: dict[str, Any] | None = None,
+    expected: Deployment | None = None,
+    fence: Lease | None = None,
 ) -> Deployment:
-    """Name a gated model the challenger, with no traffic yet. Replaces an idle challenger, never a rollout."""
+    """Name a gated model the challenger, with no traffic yet. Replaces an idle challenger, never a rollout.
+
+    `expected`: the state the gate judged against. If the champion (or challenger) changed since, the gate's
+    verdict is about another model: ConflictError, and the model is not named challenger.
+    """
     version = _registered(stores, version)
 
     def plan(state: Deployment) -> dict[str, Any]:
@@ -157,8 +167,8 @@ def set_challenger(
         return {"challenger": version, "strategy": "single", "challenger_weight": 0.0, "rollout_step": None}
 
     return _transition(
-        stores, "challenger_set", plan, reason=reason, actor=actor, evidence=evidence, expected=None,
-        version_of_event=lambda old, new: new.challenger,
+        stores, "challenger_set", plan, reason=reason, actor=actor, evidence=evidence, expected=expected,
+        version_of_event=lambda old, new: new.challenger, fence=fence,
     )  # fmt: skip
 
 
@@ -192,6 +202,7 @@ def start_strategy(
     actor: str | None = None,
     evidence: dict[str, Any] | None = None,
     expected: Deployment | None = None,
+    fence: Lease | None = None,
 ) -> Deployment:
     """Route traffic to the challenger by `strategy` (ab, canary, shadow, bluegreen; single takes it away)."""
     changes = _strategy_changes(strategy, weight)
@@ -211,7 +222,7 @@ def start_strategy(
     kind = "canary_started" if strategy == "canary" else "strategy_started"
     return _transition(
         stores, kind, plan, reason=reason, actor=actor, evidence={"strategy": strategy, **(evidence or {})},
-        expected=expected, version_of_event=lambda old, new: new.challenger,
+        expected=expected, version_of_event=lambda old, new: new.challenger, fence=fence,
     )  # fmt: skip
 
 
@@ -224,10 +235,11 @@ def start_canary(
     actor: str | None = None,
     evidence: dict[str, Any] | None = None,
     expected: Deployment | None = None,
+    fence: Lease | None = None,
 ) -> Deployment:
     return start_strategy(
         stores, "canary", version=version, weight=weight, reason=reason, actor=actor, evidence=evidence,
-        expected=expected,
+        expected=expected, fence=fence,
     )  # fmt: skip
 
 
@@ -240,6 +252,7 @@ def advance_canary(
     actor: str | None = None,
     evidence: dict[str, Any] | None = None,
     expected: Deployment | None = None,
+    fence: Lease | None = None,
 ) -> Deployment:
     """Move a canary to `step` with a larger share of traffic (the last step, weight 1.0, is `promote`)."""
 
@@ -258,7 +271,7 @@ def advance_canary(
     return _transition(
         stores, "canary_advanced", plan, reason=reason, actor=actor,
         evidence={"step": step, "weight": weight, **(evidence or {})}, expected=expected,
-        version_of_event=lambda old, new: new.challenger,
+        version_of_event=lambda old, new: new.challenger, fence=fence,
     )  # fmt: skip
 
 
@@ -270,6 +283,7 @@ def promote(
     actor: str | None = None,
     evidence: dict[str, Any] | None = None,
     expected: Deployment | None = None,
+    fence: Lease | None = None,
 ) -> Deployment:
     """The challenger becomes the champion and takes all traffic; the old champion leaves the deployment."""
 
@@ -282,7 +296,7 @@ def promote(
 
     return _transition(
         stores, "promoted", plan, reason=reason, actor=actor, evidence=evidence, expected=expected,
-        version_of_event=lambda old, new: new.champion,
+        version_of_event=lambda old, new: new.champion, fence=fence,
     )  # fmt: skip
 
 
@@ -293,6 +307,7 @@ def rollback(
     actor: str | None = None,
     evidence: dict[str, Any] | None = None,
     expected: Deployment | None = None,
+    fence: Lease | None = None,
 ) -> Deployment:
     """All traffic back to the champion at once; the challenger leaves the deployment. The reason is kept."""
 
@@ -304,4 +319,5 @@ def rollback(
     return _transition(
         stores, "rolled_back", plan, reason=reason or "rollback", actor=actor,
         evidence=evidence, expected=expected, version_of_event=lambda old, new: old.challenger,
+        fence=fence,
     )  # fmt: skip

@@ -25,6 +25,21 @@ if TYPE_CHECKING:
 
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 GATE_REPORT_ARTIFACT = "gate/gate_report.json"
+#: A version's cost, as tags `train` writes (`train.search.training_cost_tags`) and `models show` reads.
+COST_TAGS = (
+    "train_wall_seconds",
+    "train_cpu_seconds",
+    "train_trials",
+    "predict_ms_1row",
+    "predict_ms_100rows",
+)
+
+
+def version_cost(tags: dict[str, str]) -> dict[str, float] | None:
+    """What a version cost to train and costs to serve, from its tags (None for a version older than them)."""
+    if not all(k in tags for k in COST_TAGS):
+        return None
+    return {k: float(tags[k]) for k in COST_TAGS}
 
 
 @dataclass(frozen=True)
@@ -36,6 +51,9 @@ class ModelVersionInfo:
     tags: dict[str, str]
     aliases: list[str]
     created_at_ms: int
+
+
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 
 class TrackingStore:
@@ -80,7 +98,13 @@ class TrackingStore:
         if exp is not None:
             return exp.experiment_id
         try:
-            return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+            # The kind makes the MLflow UI open the experiment in its model-training view (runs, metrics,
+            # models), not the GenAI one (traces, evaluations) it would otherwise infer or ask about.
+            return client.create_experiment(
+                self.experiment_name,
+                artifact_location=self.artifact_location,
+                tags={EXPERIMENT_KIND_TAG: "custom_model_development"},
+            )
         except Exception:  # a concurrent creator won the race
             exp = client.get_experiment_by_name(self.experiment_name)
             if exp is None:
@@ -113,6 +137,10 @@ class TrackingStore:
     def list_versions(self) -> list[ModelVersionInfo]:
         versions = self.client.search_model_versions(f"name = '{self.model_name}'")
         return sorted((_info(v) for v in versions), key=lambda v: int(v.version))
+
+    def describe(self, version: str, text: str) -> None:
+        """The version's description (shown on its page in the MLflow UI)."""
+        self.client.update_model_version(self.model_name, str(version), description=text)
 
     def set_tag(self, version: str, key: str, value: str) -> None:
         self.client.set_model_version_tag(self.model_name, str(version), key, value)

@@ -15,11 +15,12 @@ from driftloop.config import Config
 from driftloop.data.datasets import dataset_schema
 from driftloop.data.features import feature_specs, infer_task
 from driftloop.data.leakage import find_leaks
+from driftloop.data.schema import first_infinite
 from driftloop.errors import DataError
 from driftloop.stores.metadata import DatasetRecord
 from driftloop.stores.models import Encoder, ModelSpec
 from driftloop.train.candidates import Problem
-from driftloop.train.split import holdout_mask
+from driftloop.train.split import held_out, row_digests
 
 
 @dataclass
@@ -31,6 +32,10 @@ class Prepared:
     X: np.ndarray
     y: np.ndarray
     problem: Problem
+    groups: np.ndarray
+    """Each training row's digest: copies of a row share it, and share a CV fold."""
+    source_rows: np.ndarray
+    """Each training row's position in the dataset version's table."""
     warnings: list[str] = field(default_factory=list)
     dropped: dict[str, str] = field(default_factory=dict)
 
@@ -55,16 +60,34 @@ def class_indices(classes: tuple[object, ...], labels: pd.Series) -> np.ndarray:
     return np.array([index.get(_label_key(v), -1) for v in labels.tolist()], dtype=np.int64)
 
 
+def _refuse_infinities(frame: pd.DataFrame, columns: list[str], version: str) -> None:
+    """Versions stored before `data add` refused infinities still hold them: name them, not a sklearn trace."""
+    problems = []
+    for name in columns:
+        found = first_infinite(frame[name])
+        if found is not None:
+            row, n = found
+            problems.append(f"column {name!r}: {n} infinite value(s), first in data row {row + 1}")
+    if problems:
+        raise DataError(
+            f"dataset {version}: infinite values cannot be trained on; fix the file and `driftloop data add` it",
+            problems=problems,
+        )
+
+
 def prepare(cfg: Config, frame: pd.DataFrame, record: DatasetRecord) -> Prepared:
     target, folds = cfg.data.target, cfg.training.cv_folds
     specs, dropped = feature_specs(cfg, frame, dataset_schema(record))
+    _refuse_infinities(frame, [*(f.name for f in specs), target], record.version)
     warnings: list[str] = []
     if frame[target].isna().all():
         raise DataError(f"target column {target!r}: every value is missing")
     unlabeled = int(frame[target].isna().sum())
     if unlabeled:
         warnings.append(f"target column {target!r}: {unlabeled} row(s) without a label are left out")
-    labeled = frame[frame[target].notna()].reset_index(drop=True)
+    labeled = frame[frame[target].notna()]
+    positions = np.flatnonzero(frame[target].notna().to_numpy())
+    labeled = labeled.reset_index(drop=True)
     task = cfg.data.task or infer_task(labeled[target])
     if task == "regression":
         values = pd.to_numeric(labeled[target], errors="coerce")
@@ -89,8 +112,17 @@ def prepare(cfg: Config, frame: pd.DataFrame, record: DatasetRecord) -> Prepared
             f"likely target leakage still among the features: {leak.reason}; "
             f"exclude {', '.join(leak.columns)} with data.exclude unless it is known at prediction time"
         )
-    mask = holdout_mask(labeled, [*names, target], cfg.data.holdout_fraction)
+    digests = row_digests(labeled, [*names, target])
+    mask = held_out(digests, cfg.data.holdout_fraction)
     train, holdout = labeled[~mask].reset_index(drop=True), labeled[mask].reset_index(drop=True)
+    groups, source_rows = digests[~mask], positions[~mask]
+    if cfg.training.validation == "time":
+        order = _time_order(cfg, train)
+        train, groups, source_rows = (
+            train.iloc[order].reset_index(drop=True),
+            groups[order],
+            source_rows[order],
+        )
     if holdout.empty:
         raise DataError(
             f"data: {len(labeled)} labeled rows leave no holdout at data.holdout_fraction="
@@ -107,7 +139,7 @@ def prepare(cfg: Config, frame: pd.DataFrame, record: DatasetRecord) -> Prepared
         counts = train[target].value_counts()
         if len(counts) < 2:
             raise DataError(
-                f"target column {target!r}: the training rows hold a single class ({counts.index[0]!r})"
+                f"target column {target!r}: the training rows hold a single class ({_plain(counts.index[0])!r})"
             )
         if counts.max() < folds:
             raise DataError(
@@ -132,10 +164,20 @@ def prepare(cfg: Config, frame: pd.DataFrame, record: DatasetRecord) -> Prepared
         classes=classes,
         metric=cfg.metric(task),
         data_version=record.version,
+        id_column=cfg.data.id_column,
+        timestamp_column=cfg.data.timestamp_column,
     )
     X = Encoder(spec).encode_frame(train)
     categorical = tuple(i for i, f in enumerate(specs) if f.kind == "categorical")
-    problem = Problem(task=task, n_features=len(specs), categorical=categorical, seed=cfg.training.seed)
+    # A target never negative in the data (counts, amounts) gets models that cannot predict below zero.
+    nonnegative = task == "regression" and bool(y.min() >= 0 and y.max() > 0)
+    problem = Problem(
+        task=task,
+        n_features=len(specs),
+        categorical=categorical,
+        seed=cfg.training.seed,
+        nonnegative=nonnegative,
+    )
     return Prepared(
         spec=spec,
         train=train,
@@ -143,6 +185,26 @@ def prepare(cfg: Config, frame: pd.DataFrame, record: DatasetRecord) -> Prepared
         X=X,
         y=y,
         problem=problem,
+        groups=groups,
+        source_rows=source_rows,
         warnings=warnings,
         dropped={d.column: d.reason for d in dropped},
     )
+
+
+def _time_order(cfg: Config, train: pd.DataFrame) -> np.ndarray:
+    """Row order by `data.timestamp_column` (stable: rows with equal times keep their table order)."""
+    column = cfg.data.timestamp_column
+    if not column:
+        raise DataError("training.validation: time needs data.timestamp_column (the column that orders rows)")
+    if column not in train.columns:
+        raise DataError(
+            f"data.timestamp_column {column!r} (for training.validation: time) is not in the data"
+        )
+    times = pd.to_datetime(train[column], errors="coerce", format="mixed", utc=True)
+    if times.isna().any():
+        bad = train[column][times.isna()].iloc[0]
+        raise DataError(
+            f"data.timestamp_column {column!r}: {bad!r} is not a time; time-ordered CV needs one per row"
+        )
+    return np.argsort(times.to_numpy(), kind="stable")

@@ -23,7 +23,9 @@ from driftloop.train.tuning import TrialRecord
 
 LIBRARIES = ("driftloop", "mlflow", "scikit-learn", "lightgbm", "optuna", "numpy", "pandas", "scipy")
 LEADERBOARD_ARTIFACT = "leaderboard.json"
-_STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+# A pruned or too-slow trial ended as the search meant it to (its `state` tag says which); KILLED would read
+# in the MLflow UI as a crash or a user's kill. Only a trial that raised is FAILED.
+_STATUS = {"complete": "FINISHED", "too_slow": "FINISHED", "pruned": "FINISHED", "failed": "FAILED"}
 
 
 def lib_versions() -> dict[str, str]:
@@ -91,6 +93,8 @@ def log_trial(client: Any, experiment_id: str, parent_run_id: str, trial: TrialR
                 Metric(f"cv_{metric}_mean", trial.cv.mean, now, 0),
                 Metric(f"cv_{metric}_std", trial.cv.std, now, 0),
             ]
+    if trial.cost is not None:
+        metrics += [Metric(k, v, now, 0) for k, v in trial.cost.to_dict().items()]
     tags = [RunTag("message", trial.message[:5000])] if trial.message else []
     client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=tags)
     client.set_terminated(run.info.run_id, status=_STATUS.get(trial.state, "FINISHED"))
@@ -106,19 +110,47 @@ def leaderboard_frame(rows: list[dict[str, Any]], metric: str) -> pd.DataFrame:
                 f"{metric}_mean": row.get(f"{metric}_mean"),
                 f"{metric}_std": row.get(f"{metric}_std"),
                 "fit_seconds": row.get("fit_seconds"),
+                "predict_ms_1row": row.get("predict_ms_1row"),
+                "predict_ms_100rows": row.get("predict_ms_100rows"),
+                "over_limit": bool(row.get("over_limit")),
                 "trials": row["trials"],
                 "pruned": row["pruned"],
                 "failed": row["failed"],
+                "too_slow": row.get("too_slow", 0),
                 "best_trial": row.get("best_trial"),
+                "cv_rows": row.get("cv_rows"),
+                "rows": row.get("rows"),
                 "params": json.dumps(row.get("params") or {}, sort_keys=True),
             }
         )
     return pd.DataFrame.from_records(records)
 
 
-def print_leaderboard(console: Console, rows: list[dict[str, Any]], metric: str, n_folds: int) -> None:
-    table = Table(title=f"leaderboard: best per family, {n_folds}-fold CV {metric}")
-    for col in ("#", "family", "mean", "std", "fit s/fold", "trials", "pruned", "best trial"):
+def print_leaderboard(
+    console: Console,
+    rows: list[dict[str, Any]],
+    metric: str,
+    n_folds: int,
+    max_predict_ms: float | None = None,
+    sample: str | None = None,
+) -> None:
+    """`sample`: the rows CV ran on, when the search used a sample of the table (`RowPlan.describe`)."""
+    limit = f"; predict ms on the serving path, limit {max_predict_ms:g} ms a row" if max_predict_ms else ""
+    on = f" on {sample}" if sample else ""
+    table = Table(title=f"leaderboard: best per family, {n_folds}-fold CV {metric}{on}{limit}")
+    columns = (
+        "#",
+        "family",
+        "mean",
+        "std",
+        "fit s/fold",
+        "ms 1/100 rows",
+        "trials",
+        "pruned",
+        "slow",
+        "best trial",
+    )
+    for col in columns:
         table.add_column(col, justify="left" if col == "family" else "right")
     for rank, row in enumerate(rows, start=1):
         mean = row.get(f"{metric}_mean")
@@ -128,11 +160,22 @@ def print_leaderboard(console: Console, rows: list[dict[str, Any]], metric: str,
             "-" if mean is None else f"{mean:.4f}",
             "-" if mean is None else f"{row[f'{metric}_std']:.4f}",
             "-" if mean is None else f"{row['fit_seconds']:.2f}",
+            _ms(row),
             str(row["trials"]),
             str(row["pruned"]),
+            str(row.get("too_slow", 0)),
             _best_trial_cell(row),
         )
     console.print(table)
+
+
+def _ms(row: dict[str, Any]) -> str:
+    """Predict ms for one row and for 100 rows; red when the one-row figure is over the limit."""
+    one, batch = row.get("predict_ms_1row"), row.get("predict_ms_100rows")
+    if one is None or batch is None:
+        return "-"
+    text = f"{one:.2f}/{batch:.1f}"
+    return f"[red]{text}[/]" if row.get("over_limit") else text
 
 
 def _best_trial_cell(row: dict[str, Any]) -> str:

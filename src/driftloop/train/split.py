@@ -62,4 +62,9 @@ def row_digests(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
 
 def holdout_mask(frame: pd.DataFrame, columns: Sequence[str], fraction: float) -> np.ndarray:
     """True for rows held out of training: digest / 2**64 < fraction."""
-    return row_digests(frame, columns).astype(np.float64) / _SCALE < fraction
+    return held_out(row_digests(frame, columns), fraction)
+
+
+def held_out(digests: np.ndarray, fraction: float) -> np.ndarray:
+    """`holdout_mask` from digests already computed (they also group the CV folds)."""
+    return digests.astype(np.float64) / _SCALE < fraction
