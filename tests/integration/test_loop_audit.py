@@ -5,10 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from driftloop.errors import NotFoundError
 from driftloop.loop.audit import explain, traffic_history
 from driftloop.registry import deployments
-from driftloop.stores.predlog import FeedbackEntry, LogWriter, PredictionEntry, now_us
+from driftloop.stores.predlog import ErrorEntry, FeedbackEntry, LogWriter, PredictionEntry, now_us
 from tests.conftest import RED
 from tests.e2e.conftest import make_project, train_on
 
@@ -34,6 +36,14 @@ def test_explain_and_history(tmp_path: Path, red: pd.DataFrame) -> None:
         )
     )  # fmt: skip
     writer.close()
+    errors = LogWriter(stores.log_dir, "errors").start()
+    errors.put(
+        ErrorEntry(
+            request_id="req-2", ts_us=now_us(), model_name=cfg.project.name, model_version=champion,
+            arm="champion", source="online", status=500, error="ValueError", rows=1, latency_ms=2.0,
+        )
+    )  # fmt: skip
+    errors.close()
     feedback = LogWriter(stores.log_dir, "feedback").start()
     feedback.put(FeedbackEntry(request_ids=["req-1"], labels=["6"], regression=False, ts_us=now_us()))
     feedback.close()
@@ -43,7 +53,15 @@ def test_explain_and_history(tmp_path: Path, red: pd.DataFrame) -> None:
     assert answer["model"]["version"] == champion
     assert answer["model"]["run_id"] == stores.tracking.get_version(champion).run_id
     assert answer["data"]["digest"] == record.digest and record.source == "red wines"
-    assert answer["feedback"]["label"] == "6"
+    assert answer["feedback"]["label"] == "6" and answer["outcome"] == "answered"
+
+    # A request the model failed (a 5xx) has no prediction row; explain says so and still names the model.
+    failed = explain(stores, "req-2").to_dict()
+    assert failed["outcome"] == "failed" and failed["model"]["version"] == champion
+    assert failed["served"]["status"] == 500 and failed["served"]["error"] == "ValueError"
+    assert failed["data"]["digest"] == record.digest and failed["feedback"] is None
+    with pytest.raises(NotFoundError, match="neither the prediction log nor the error log"):
+        explain(stores, "req-unknown")
 
     rows = traffic_history(stores)
     assert [r["strategy"] for r in rows] == ["single", "single", "canary", "single"]

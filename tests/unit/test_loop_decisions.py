@@ -113,15 +113,13 @@ def test_noise_does_not_roll_back() -> None:
 
 
 def test_error_rate_and_latency_roll_back() -> None:
-    cp = ArmStats(requests=1000, errors=1, counted=1000, p95_latency_ms=2.0)
-    bad_errors = ArmStats(requests=100, errors=20, counted=100, p95_latency_ms=2.0)
+    cp = ArmStats(requests=1000, errors=1, p95_latency_ms=2.0)
+    bad_errors = ArmStats(requests=100, errors=20, p95_latency_ms=2.0)
     assert decide(CFG, 0, cp, bad_errors, 1, regression=False).action == "rollback"
-    slow = ArmStats(requests=100, errors=0, counted=100, p95_latency_ms=90.0)
+    slow = ArmStats(requests=100, errors=0, p95_latency_ms=90.0)
     d = decide(CFG, 0, cp, slow, 1, regression=False)
     assert d.action == "rollback" and "latency" in d.reason
-    fast_enough = ArmStats(
-        requests=100, errors=0, counted=100, p95_latency_ms=9.0
-    )  # 4.5x, but under the floor
+    fast_enough = ArmStats(requests=100, errors=0, p95_latency_ms=9.0)  # 4.5x, but under the floor
     assert decide(CFG, 0, cp, fast_enough, 1, regression=False).action != "rollback"
 
 
@@ -132,8 +130,17 @@ def test_regression_uses_the_error_means() -> None:
 
 
 def test_full_traffic_step_needs_only_the_challengers_labels() -> None:
-    no_champion_traffic = ArmStats(requests=0, errors=0, counted=500)
-    ch = ArmStats(requests=300, errors=0, counted=300, p95_latency_ms=2.0, labeled=120, metric=0.6)
+    no_champion_traffic = ArmStats(requests=0, errors=0)
+    ch = ArmStats(requests=300, errors=0, p95_latency_ms=2.0, labeled=120, metric=0.6)
     assert decide(CFG, 2, no_champion_traffic, ch, 30, regression=False).action == "promote"
     few = ArmStats(requests=300, labeled=10, metric=0.6)
     assert decide(CFG, 2, no_champion_traffic, few, 30, regression=False).action == "hold"
+
+
+def test_errors_at_full_traffic_roll_back_although_the_champion_serves_nothing() -> None:
+    no_champion_traffic = ArmStats(requests=0)
+    failing = ArmStats(requests=300, errors=60, p95_latency_ms=2.0, labeled=120, metric=0.6)
+    d = decide(CFG, 2, no_champion_traffic, failing, 30, regression=False)
+    assert d.action == "rollback" and "error rate" in d.reason
+    rare = ArmStats(requests=300, errors=1, p95_latency_ms=2.0, labeled=120, metric=0.6)
+    assert decide(CFG, 2, no_champion_traffic, rare, 30, regression=False).action == "promote"

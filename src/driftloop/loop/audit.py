@@ -1,5 +1,5 @@
 """The auditor's questions: which version served which share of traffic when and why, and where one
-prediction came from (model version -> run -> training data digest)."""
+prediction came from (model version -> run -> training data digest), or why a request got no answer."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from typing import Any
 
 from driftloop.errors import NotFoundError
 from driftloop.stores import Stores
+from driftloop.stores.metadata import Deployment
 from driftloop.stores.predlog import read_log
 
 
 @dataclass
 class Explanation:
     request_id: str
+    outcome: str
+    """`answered` (a prediction row exists) or `failed` (only an error row: the model raised, a 5xx)."""
     served: dict[str, Any]
     model: dict[str, Any]
     data: dict[str, Any]
@@ -22,6 +25,7 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
+            "outcome": self.outcome,
             "served": self.served,
             "model": self.model,
             "data": self.data,
@@ -36,25 +40,37 @@ def _rows(log_dir: object, kind: str, request_id: str) -> list[dict[str, Any]]:
 
 
 def explain(stores: Stores, request_id: str) -> Explanation:
-    """Walk one served prediction back to its model version, training run and training data."""
+    """Walk one request back to the model version that served it (or failed it), its run and training data."""
     # The served row, not the shadow copy: "champion"/"challenger" sort before "shadow".
     served = min(
         _rows(stores.log_dir, "predictions", request_id), key=lambda r: (r["arm"], r["ts"]), default=None
     )
-    if served is None:
-        raise NotFoundError(f"request id {request_id!r} is not in the prediction log at {stores.log_dir}")
+    fields: tuple[str, ...]
+    if served is not None:
+        outcome = "answered"
+        fields = ("ts", "model_version", "arm", "source", "prediction", "latency_ms", "features")
+    else:
+        # A request the model failed has no prediction row, only an error row (the 5xx the client got).
+        served = min(
+            _rows(stores.log_dir, "errors", request_id),
+            key=lambda r: (r["status"] is None, r["arm"], r["ts"]),
+            default=None,
+        )
+        if served is None:
+            raise NotFoundError(
+                f"request id {request_id!r} is in neither the prediction log nor the error log at {stores.log_dir}"
+            )
+        outcome = "failed"
+        fields = ("ts", "model_version", "arm", "source", "status", "error", "rows", "latency_ms")
     version = stores.tracking.get_version(served["model_version"])
     run = stores.tracking.client.get_run(version.run_id)
     data_version = version.tags.get("data_version") or run.data.tags.get("data_version", "")
-    data: dict[str, Any] = {"version": data_version}
-    if data_version:
-        rec = stores.metadata.get_dataset(data_version)
-        data |= {"digest": rec.digest, "source": rec.source, "rows": rec.n_rows, "parents": rec.parents}
+    data = data_lineage(stores, data_version)
     feedback = max(_rows(stores.log_dir, "feedback", request_id), key=lambda r: r["ts"], default=None)
     return Explanation(
         request_id=request_id,
-        served={k: served[k] for k in ("ts", "model_version", "arm", "source", "prediction", "latency_ms")}
-        | {"features": served["features"]},
+        outcome=outcome,
+        served={k: served[k] for k in fields},
         model={
             "name": version.name,
             "version": version.version,
@@ -65,6 +81,50 @@ def explain(stores: Stores, request_id: str) -> Explanation:
         data=data,
         feedback={"label": feedback["label"], "ts": feedback["ts"]} if feedback else None,
     )
+
+
+def version_lineage(stores: Stores, version: str) -> dict[str, Any]:
+    """One registered version: its run, lineage tags (data version, family, scores), the training data's
+    digest and parents, its role now and its gate report (None for a project's first model)."""
+    import json
+
+    from driftloop.stores.tracking import GATE_REPORT_ARTIFACT
+
+    info = stores.tracking.get_version(version)
+    try:
+        gate = json.loads(stores.tracking.run_artifact(info.run_id, GATE_REPORT_ARTIFACT).read_text())
+    except Exception:  # the first model of a project has no gate report
+        gate = None
+    data_version = info.tags.get("data_version", "")
+    data = data_lineage(stores, data_version)
+    return {
+        "version": info.version,
+        "run_id": info.run_id,
+        "role": role(stores.metadata.get_deployment(stores.model_name), info.version) or None,
+        "aliases": info.aliases,
+        "tags": info.tags,
+        "data": data,
+        "gate": gate,
+    }
+
+
+def role(dep: Deployment, version: str) -> str:
+    """`champion`, `challenger (canary 10%)`, or "" for a version that does not serve."""
+    if dep.champion == version:
+        return "champion"
+    if dep.challenger == version:
+        weight = f" {dep.challenger_weight:.0%}" if dep.strategy != "single" else ""
+        return f"challenger ({dep.strategy}{weight})"
+    return ""
+
+
+def data_lineage(stores: Stores, data_version: str) -> dict[str, Any]:
+    """A training data version's digest, source, size and parents ({"version": ""} when unknown)."""
+    data: dict[str, Any] = {"version": data_version}
+    if data_version:
+        rec = stores.metadata.get_dataset(data_version)
+        data |= {"digest": rec.digest, "source": rec.source, "rows": rec.n_rows, "parents": rec.parents}
+    return data
 
 
 def traffic_history(stores: Stores) -> list[dict[str, Any]]:

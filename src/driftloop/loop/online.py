@@ -1,56 +1,23 @@
-"""Online evidence for a canary step: per-arm traffic, latency and labeled metric from the prediction log,
-and server errors by model version from the servers' Prometheus endpoints.
+"""Online evidence for a canary step: per-arm traffic, errors, latency and labeled metric, all from the
+prediction log written by every server replica.
 
-Errors are not in the prediction log (it holds answered predictions only), so they come from the
-`driftloop_requests_total` counters. The challenger's version is new, so its counters cover the canary;
-the champion's cover its whole life, which is the baseline we want.
+One source for both sides of the error rate: an arm's requests are its answered rows plus the rows of its
+failed requests (the `errors` log) since the step began, its errors are the latter, for the arm's model
+version. Every replica writes to the same log folder, so the counts cover all of them over the same interval
+(a Prometheus scrape through a Service sees one pod, and its counters run since that pod started).
 """
 
 from __future__ import annotations
 
-import logging
-import re
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
 from driftloop.loop.rollout import ArmStats
-from driftloop.stores.predlog import latest_labels_sql, log_files, log_source
+from driftloop.stores.logfiles import LABEL_SKEW, log_files, parquet_source, read_retrying
+from driftloop.stores.predlog import latest_labels_sql
 
-log = logging.getLogger(__name__)
-
-_SAMPLE = re.compile(r"^driftloop_requests_total\{(?P<labels>[^}]*)\}\s+(?P<value>[0-9.eE+-]+)")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def scrape_requests(
-    urls: list[str], timeout: float = 2.0
-) -> dict[tuple[str, str], tuple[float, float]] | None:
-    """(model_version, arm) -> (requests, 5xx errors) summed over the servers; None if none answered."""
-    totals: dict[tuple[str, str], list[float]] = {}
-    answered = False
-    for url in urls:
-        try:
-            text = httpx.get(url, timeout=timeout).text
-        except httpx.HTTPError as exc:
-            log.warning("metrics endpoint %s unreachable: %s", url, exc)
-            continue
-        answered = True
-        for line in text.splitlines():
-            match = _SAMPLE.match(line)
-            if not match:
-                continue
-            labels = dict(_LABEL.findall(match.group("labels")))
-            key = (labels.get("model_version", ""), labels.get("arm", ""))
-            value = float(match.group("value"))
-            entry = totals.setdefault(key, [0.0, 0.0])
-            entry[0] += value
-            if labels.get("status", "").startswith("5"):
-                entry[1] += value
-    if not answered:
-        return None
-    return {k: (v[0], v[1]) for k, v in totals.items()}
+_ARMS = """arm IN ('champion', 'challenger')
+    AND ((arm = 'champion' AND model_version = ?) OR (arm = 'challenger' AND model_version = ?))"""
 
 
 def arm_stats(
@@ -60,52 +27,67 @@ def arm_stats(
     champion: str,
     challenger: str,
     regression: bool,
-    errors: dict[tuple[str, str], tuple[float, float]] | None,
 ) -> tuple[ArmStats, ArmStats]:
-    """(champion, challenger) statistics for the rows served since `since` by each arm's version."""
-    empty = ArmStats(errors=None)
-    if not log_files(log_dir, "predictions"):
-        return empty, empty
+    """(champion, challenger) statistics for the rows each arm's version answered or failed since `since`.
+
+    Only the partitions since `since` are read (feedback from `LABEL_SKEW` before it: a label comes after
+    its prediction)."""
+    return read_retrying(lambda: _arm_stats(log_dir, since, champion, challenger, regression))
+
+
+def _arm_stats(
+    log_dir: Path, since: datetime, champion: str, challenger: str, regression: bool
+) -> tuple[ArmStats, ArmStats]:
     import duckdb
 
-    preds = log_source(log_dir, "predictions")
-    have_fb = bool(log_files(log_dir, "feedback"))
-    per_row = (
-        "abs(p.prediction - fb.label)"
-        if regression
-        else "CASE WHEN p.prediction = fb.label THEN 1.0 ELSE 0.0 END"
-    )
-    labeled = (
-        f"""
-        , lab AS (
-            SELECT p.arm, {per_row} AS score
-            FROM served p JOIN ({latest_labels_sql(log_dir)}) fb
-            USING (request_id))
-        SELECT arm, count(*), avg(score), stddev_samp(score) FROM lab GROUP BY arm
-        """
-        if have_fb
-        else "SELECT NULL, 0, NULL, NULL WHERE false"
-    )
-    served = f"""
-        WITH served AS (
-            SELECT * FROM {preds}
-            WHERE ts >= ? AND arm IN ('champion', 'challenger')
-              AND ((arm = 'champion' AND model_version = ?) OR (arm = 'challenger' AND model_version = ?)))
-    """
-    with duckdb.connect() as con:
-        traffic = con.execute(
-            served + "SELECT arm, count(*), quantile_cont(latency_ms, 0.95) FROM served GROUP BY arm",
-            [since, champion, challenger],
-        ).fetchall()
-        metrics = con.execute(served + labeled, [since, champion, challenger]).fetchall()
+    preds = log_files(log_dir, "predictions", start=since)
+    feedback = log_files(log_dir, "feedback", start=since - LABEL_SKEW) if preds else []
+    errors = log_files(log_dir, "errors", start=since)
     by_arm: dict[str, dict[str, object]] = {"champion": {}, "challenger": {}}
-    for arm, n, p95 in traffic:
-        by_arm[arm] |= {"requests": int(n), "p95_latency_ms": float(p95) if p95 is not None else None}
-    for arm, n, mean, sd in metrics:
-        if arm in by_arm:
-            by_arm[arm] |= {"labeled": int(n), "metric": mean, "metric_sd": sd}
-    for arm, version in (("champion", champion), ("challenger", challenger)):
-        if errors is not None:
-            counted, failed = errors.get((version, arm), (0.0, 0.0))
-            by_arm[arm] |= {"errors": int(failed), "counted": int(counted)}
-    return ArmStats(**by_arm["champion"]), ArmStats(**by_arm["challenger"])  # type: ignore[arg-type]
+    params = [since, champion, challenger]
+    with duckdb.connect() as con:
+        if preds:
+            served = f"WITH served AS (SELECT * FROM {parquet_source(preds)} WHERE ts >= ? AND {_ARMS})"
+            traffic = con.execute(
+                served + "SELECT arm, count(*), quantile_cont(latency_ms, 0.95) FROM served GROUP BY arm",
+                params,
+            ).fetchall()
+            for arm, n, p95 in traffic:
+                by_arm[arm] |= {"answered": int(n), "p95_latency_ms": float(p95) if p95 is not None else None}
+        if feedback:
+            per_row = (
+                "abs(p.prediction - fb.label)"
+                if regression
+                else "CASE WHEN p.prediction = fb.label THEN 1.0 ELSE 0.0 END"
+            )
+            labeled = con.execute(
+                served
+                + f"""
+                , lab AS (
+                    SELECT p.arm, {per_row} AS score
+                    FROM served p JOIN ({latest_labels_sql(feedback)}) fb USING (request_id))
+                SELECT arm, count(*), avg(score), stddev_samp(score) FROM lab GROUP BY arm
+                """,
+                params,
+            ).fetchall()
+            for arm, n, mean, sd in labeled:
+                by_arm[arm] |= {"labeled": int(n), "metric": mean, "metric_sd": sd}
+        if errors:
+            # A request that failed before its rows were counted (rows = 0) still counts as one.
+            failed = con.execute(
+                f"SELECT arm, sum(greatest(rows, 1)) FROM {parquet_source(errors)} "
+                f"WHERE ts >= ? AND {_ARMS} GROUP BY arm",
+                params,
+            ).fetchall()
+            for arm, n in failed:
+                by_arm[arm] |= {"errors": int(n)}
+    return _stats(by_arm["champion"]), _stats(by_arm["challenger"])
+
+
+def _stats(found: dict[str, object]) -> ArmStats:
+    answered = int(found.pop("answered", 0))  # type: ignore[call-overload]
+    errors = int(found.get("errors", 0))  # type: ignore[call-overload]
+    return ArmStats(requests=answered + errors, **found)  # type: ignore[arg-type]
+
+
+__all__ = ["arm_stats"]

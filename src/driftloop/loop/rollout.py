@@ -27,11 +27,11 @@ class ArmStats:
     """One arm's traffic in the current canary step."""
 
     requests: int = 0
-    errors: int | None = None
-    """Server errors (5xx) on this arm's model version; None when no metrics source was reachable."""
-    counted: int = 0
-    """Requests counted by the same source as `errors` (the servers' counters), the error rate's base."""
+    """Rows this arm's model version answered or failed, from the prediction log (the error rate's base)."""
+    errors: int = 0
+    """Rows of this arm's requests that failed with a server error (5xx), from the same log."""
     p95_latency_ms: float | None = None
+    """Over the answered rows."""
     labeled: int = 0
     metric: float | None = None
     """Accuracy (classification) or mean absolute error (regression) on labeled rows."""
@@ -57,6 +57,13 @@ def proportion_worse(p_bad_ch: float, n_ch: int, p_bad_cp: float, n_cp: int, mar
     se = math.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n_ch + 1 / n_cp))
     z = (p_bad_ch - p_bad_cp - margin) / se
     return float(sps.norm.sf(z))
+
+
+def errors_above(errors: int, n: int, rate: float) -> float:
+    """One-sided p-value that `errors` failures in `n` come from a failure rate above `rate`."""
+    if errors == 0:
+        return 1.0
+    return float(sps.binom.sf(errors - 1, n, rate))
 
 
 def mean_worse(m_ch: float, sd_ch: float, n_ch: int, m_cp: float, sd_cp: float, n_cp: int) -> float:
@@ -89,13 +96,19 @@ def decide(
         "champion": asdict(champion),
         "challenger": asdict(challenger),
     }
-    # 1. Errors: a significant rise beyond the allowed margin rolls back.
-    if challenger.errors is not None and champion.errors is not None and challenger.requests:
-        err_ch = challenger.errors / max(challenger.requests, 1)
+    # 1. Errors: a significant rise beyond the allowed margin rolls back. Both counts and their bases come
+    # from the same log over the same interval, so the rates are comparable.
+    if challenger.requests:
+        err_ch = challenger.errors / challenger.requests
         err_cp = champion.errors / max(champion.requests, 1)
-        p = proportion_worse(
-            err_ch, challenger.requests, err_cp, champion.requests, cfg.max_error_rate_increase
-        )
+        if champion.requests:
+            p = proportion_worse(
+                err_ch, challenger.requests, err_cp, champion.requests, cfg.max_error_rate_increase
+            )
+        else:
+            # At full traffic the champion answers nothing in this step: the challenger's error rate is held
+            # to the allowed increase itself (exact binomial test), else it could fail its way to promotion.
+            p = errors_above(challenger.errors, challenger.requests, cfg.max_error_rate_increase)
         evidence["error_rate"] = {"challenger": err_ch, "champion": err_cp, "p_value": p}
         if p < alpha:
             return Decision(
@@ -104,8 +117,8 @@ def decide(
     # 2. Latency: p95 far above the champion's, once the challenger has had its share of requests.
     # Both arms need enough requests for a p95, and a p95 under the floor is fast enough whatever the ratio.
     if (
-        challenger.requests >= MIN_LATENCY_SAMPLES
-        and champion.requests >= MIN_LATENCY_SAMPLES
+        challenger.requests - challenger.errors >= MIN_LATENCY_SAMPLES
+        and champion.requests - champion.errors >= MIN_LATENCY_SAMPLES
         and challenger.p95_latency_ms is not None
         and champion.p95_latency_ms
         and challenger.p95_latency_ms > cfg.p95_latency_floor_ms

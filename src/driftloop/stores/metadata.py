@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from driftloop.errors import ConflictError, NotFoundError
+from driftloop.errors import ConfigError, ConflictError, LeaseLostError, NotFoundError
 
 meta = sa.MetaData()
 
@@ -140,11 +140,29 @@ leases = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("holder", sa.String(200), nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+    # The fencing token: +1 on every new acquisition (never on a renewal), so a holder whose lease lapsed
+    # and was taken over cannot write with its old token even if it still believes it holds the lease.
+    sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
 )
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) says the database cannot be reached or used right now: a connection
+    refused or lost, a database dropped or locked. Such a failure is the store's, to wait out, not a bug."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+            return True
+        if isinstance(current, sa.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def default_actor() -> str:
@@ -172,6 +190,17 @@ class Deployment:
         for key in ("step_started_at", "updated_at"):
             out[key] = out[key].isoformat() if out[key] else None
         return out
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A held lease and its fencing token (`epoch`). Writes that pass it as `fence` commit only while this very
+    acquisition still holds the lease: checked in the writing transaction itself."""
+
+    name: str
+    holder: str
+    epoch: int
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -215,6 +244,12 @@ class MetadataStore:
     @classmethod
     def connect(cls, url: str, *, create: bool = True) -> MetadataStore:
         url = normalize_url(url)
+        if not url.startswith(("sqlite:", "postgresql+psycopg:")):
+            scheme = url.split(":", 1)[0] if ":" in url else url
+            raise ConfigError(
+                f"stores.database_url: {scheme!r} is not a supported database; use sqlite:///PATH (the default) "
+                "or postgresql://USER@HOST:PORT/DB"
+            )
         kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
         if url.startswith("sqlite"):
             # Several processes (servers, controller, CLI) share one SQLite file: wait for locks, don't fail.
@@ -320,6 +355,7 @@ class MetadataStore:
         expected: Deployment,
         *,
         event: Callable[[Deployment], dict[str, Any]] | None = None,
+        fence: Lease | None = None,
         **changes: Any,
     ) -> Deployment:
         """Compare-and-swap: apply `changes` only if the row is still at `expected.revision`.
@@ -328,11 +364,17 @@ class MetadataStore:
         Every successful change is appended to deployment_history, and the event `event(new)` describes
         (kind, message, model_version, evidence) is written, in the same transaction: a process killed at
         any moment leaves both or neither.
+
+        With `fence` (the controller's lease), the write commits only while that acquisition of the lease is
+        still held, checked in the same transaction (LeaseLostError otherwise): a controller that lost its
+        lease mid-decision cannot act on a state another controller now owns.
         """
         changes.setdefault("actor", default_actor())
         new = replace(expected, revision=expected.revision + 1, updated_at=utcnow(), **changes)
         values = {k: v for k, v in asdict(new).items() if k != "model_name"}
         with self.begin() as conn:
+            if fence is not None:
+                _check_fence(conn, fence)
             if expected.revision == 0:
                 try:
                     with conn.begin_nested():
@@ -408,7 +450,9 @@ class MetadataStore:
         data_version: str | None = None,
         evidence: dict[str, Any] | None = None,
         ts: datetime | None = None,
+        fence: Lease | None = None,
     ) -> int:
+        """Append one loop event; with `fence`, only while that lease is still held (see update_deployment)."""
         row = _event_row(
             model_name,
             kind,
@@ -420,8 +464,10 @@ class MetadataStore:
             ts=ts,
         )
         with self.begin() as conn:
+            if fence is not None:
+                _check_fence(conn, fence)
             result = conn.execute(events.insert().values(**row))
-            return int(result.inserted_primary_key[0])
+            return _new_id(result)
 
     def list_events(
         self, model_name: str | None = None, *, since: datetime | None = None, kinds: list[str] | None = None
@@ -479,7 +525,7 @@ class MetadataStore:
                     result_json=json.dumps(result, default=str),
                 )
             )
-            return int(res.inserted_primary_key[0])
+            return _new_id(res)
 
     def list_monitoring_results(self, model_name: str, *, limit: int = 100) -> list[dict[str, Any]]:
         """Newest last: each row with its stored result parsed."""
@@ -503,30 +549,54 @@ class MetadataStore:
 
     # -- leases (one active controller) -------------------------------------------------------------------
 
-    def acquire_lease(self, name: str, holder: str, seconds: float) -> bool:
-        """Take or renew the named lease; False while another holder's lease has not expired."""
+    def acquire_lease(self, name: str, holder: str, seconds: float) -> Lease | None:
+        """Take or renew the named lease; None while another holder's lease has not expired.
+
+        A renewal (the same holder, not yet expired) keeps the fencing token; any new acquisition (a first
+        one, a takeover of an expired lease, the same holder coming back after its lease lapsed) increments it.
+        """
+        now = utcnow()
+        until = now + timedelta(seconds=seconds)
+        mine = sa.and_(leases.c.name == name, leases.c.holder == holder, leases.c.expires_at >= now)
+        with self.begin() as conn:
+            renewed = conn.execute(leases.update().where(mine).values(expires_at=until))
+            if renewed.rowcount != 1:
+                taken = conn.execute(
+                    leases.update()
+                    .where(leases.c.name == name)
+                    .where(sa.not_(sa.and_(leases.c.holder != holder, leases.c.expires_at >= now)))
+                    .values(holder=holder, expires_at=until, epoch=leases.c.epoch + 1)
+                )
+                if taken.rowcount != 1:
+                    if conn.execute(sa.select(leases.c.name).where(leases.c.name == name)).first():
+                        return None  # held by someone else
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(
+                                leases.insert().values(name=name, holder=holder, expires_at=until, epoch=1)
+                            )
+                    except sa.exc.IntegrityError:
+                        return None  # someone else created it first
+            epoch = conn.execute(sa.select(leases.c.epoch).where(leases.c.name == name)).scalar_one()
+        return Lease(name=name, holder=holder, epoch=int(epoch), expires_at=until)
+
+    def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
+        """Extend `lease` (a heartbeat); None if it lapsed or another acquisition replaced it meanwhile."""
         now = utcnow()
         until = now + timedelta(seconds=seconds)
         with self.begin() as conn:
-            row = conn.execute(sa.select(leases).where(leases.c.name == name)).mappings().first()
-            if row is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(leases.insert().values(name=name, holder=holder, expires_at=until))
-                    return True
-                except sa.exc.IntegrityError:
-                    return False
-            result = conn.execute(
-                leases.update()
-                .where(leases.c.name == name)
-                .where(sa.or_(leases.c.holder == holder, leases.c.expires_at < now))
-                .values(holder=holder, expires_at=until)
-            )
-            return result.rowcount == 1
+            result = conn.execute(leases.update().where(_held(lease, now)).values(expires_at=until))
+        return replace(lease, expires_at=until) if result.rowcount == 1 else None
 
     def release_lease(self, name: str, holder: str) -> None:
+        """Let the lease lapse now. The row stays, so the next acquisition's fencing token is still higher."""
         with self.begin() as conn:
-            conn.execute(leases.delete().where(leases.c.name == name).where(leases.c.holder == holder))
+            conn.execute(
+                leases.update()
+                .where(leases.c.name == name)
+                .where(leases.c.holder == holder)
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
 
     # -- alerts (state for de-duplication, cool-down and escalation; see loop/alerts.py) -------------------
 
@@ -574,7 +644,7 @@ class MetadataStore:
                     evidence_json=json.dumps(evidence or {}, default=str),
                 )
             )
-            return int(res.inserted_primary_key[0])
+            return _new_id(res)
 
     def update_alert(self, alert_id: int, **changes: Any) -> None:
         """Set columns of one alert row (`evidence` is stored as JSON)."""
@@ -590,6 +660,35 @@ class MetadataStore:
             query = query.where(alerts.c.state == state)
         with self.engine.connect() as conn:
             return [_alert(r) for r in conn.execute(query).mappings().all()]
+
+
+def _held(lease: Lease, now: datetime) -> Any:
+    return sa.and_(
+        leases.c.name == lease.name,
+        leases.c.holder == lease.holder,
+        leases.c.epoch == lease.epoch,
+        leases.c.expires_at >= now,
+    )
+
+
+def _new_id(result: Any) -> int:
+    """The primary key an INSERT just made (every table here has one integer key)."""
+    key = result.inserted_primary_key
+    assert key is not None, "an INSERT without a primary key"
+    return int(key[0])
+
+
+def _check_fence(conn: Connection, lease: Lease) -> None:
+    """Inside a write transaction: raise LeaseLostError unless `lease` is still held.
+
+    A no-op UPDATE rather than a SELECT: it takes the lease row's lock (PostgreSQL) or the write lock
+    (SQLite) until the transaction ends, so no one can take the lease over between this check and the commit.
+    """
+    held = conn.execute(leases.update().where(_held(lease, utcnow())).values(epoch=leases.c.epoch))
+    if held.rowcount != 1:
+        raise LeaseLostError(
+            f"lease {lease.name} (epoch {lease.epoch}) is no longer held by {lease.holder}: write refused"
+        )
 
 
 def _event_row(

@@ -102,8 +102,13 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
         return current
     with engine.begin() as conn:
         _lock(conn)
-        _adopt_unversioned(conn)
+        adopted = _adopt_unversioned(conn)
         command.upgrade(_config(conn), revision)
+        if adopted and revision == "head" and schema_differences(conn):
+            raise UserError(
+                f"the metadata database has driftloop's tables but no {VERSION_TABLE}, and they do not match "
+                "any release's schema: point stores.database_url at a database of driftloop's own"
+            )
         return _current(conn) or ""
 
 
@@ -132,24 +137,29 @@ def _lock(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _adopt_unversioned(conn: Connection) -> None:
+def _adopt_unversioned(conn: Connection) -> bool:
     """Stamp a database whose tables were made by `meta.create_all` before migrations existed.
 
-    Only if every table is there and matches the baseline exactly; any other table of ours without a version
-    table means someone else's table has our name: refuse clearly. (Ours avoid MLflow's names, such as
+    Only if every table is there (after the upgrade they must match the newest schema exactly); any other
+    table of ours without a version table means someone else's table has our name: refuse clearly. (Ours avoid MLflow's names, such as
     `datasets`, so both can share one PostgreSQL database.)
     """
     from driftloop.stores.metadata import meta
 
     names = set(sa.inspect(conn).get_table_names())
     if VERSION_TABLE in names:
-        return
+        return False
     ours = names & set(meta.tables)
     if not ours:
-        return
-    if ours == set(meta.tables) and head_revision() == BASELINE and not schema_differences(conn):
+        return False
+    if ours == set(meta.tables):
+        if not schema_differences(conn):
+            command.stamp(_config(conn), "head")  # already exactly the newest schema
+            return False
+        # Made by a release before migrations existed: its tables are the baseline's. Stamp it and let the
+        # chain bring it up; `upgrade` checks that the result matches, else the transaction rolls back.
         command.stamp(_config(conn), BASELINE)
-        return
+        return True
     raise UserError(
         f"the metadata database already has table(s) {', '.join(sorted(ours))} but no {VERSION_TABLE}: "
         "they were not made by driftloop's migrations. Point stores.database_url (DRIFTLOOP_DATABASE_URL) "
