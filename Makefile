@@ -17,16 +17,17 @@ demo: bootstrap
 lint: bootstrap
 	$(RUN) ruff check src tests benchmarks
 	$(RUN) ruff format --check src tests
+	$(RUN) mypy
 
 tools:
 	scripts/install-tools
 
-# The integration suite runs twice: on SQLite (with everything else), then on the machine's PostgreSQL, where
-# each test project gets a throwaway database (fails, never skips, when PostgreSQL is down).
+# The integration and fault suites run twice: on SQLite (with everything else), then on the machine's PostgreSQL,
+# where each test project gets a throwaway database (fails, never skips, when PostgreSQL is down).
 test: bootstrap lint tools
 	scripts/check-deploy
 	$(RUN) pytest -q
-	$(RUN) pytest -q tests/integration --backend postgres
+	$(RUN) pytest -q tests/integration tests/faults --backend postgres
 
 format: bootstrap
 	$(RUN) ruff format src tests

@@ -7,7 +7,9 @@ All state is in the stores: a task that is retried or run twice re-reads them an
 
 Like the controller, a DAG run holds the controller lease (`controller:<project>`) while it works, so a
 `driftloop watch` on the same project waits instead of deciding twice; every task renews it for as long as
-the task may take, and the run's teardown task releases it.
+the task may take (so it cannot lapse under a running task, nor between the tasks of a run), and the run's
+teardown task releases it. Every event and deployment change a task writes is fenced by that lease, as the
+controller's are: written only while this run's acquisition (its epoch) still holds it.
 
 The DAG file itself is `DAG_TEMPLATE`; `deploy/airflow/driftloop_dag.py` is `render_dag(None)` (the project
 comes from the DRIFTLOOP_PROJECT environment variable) and `driftloop airflow-dag --project PATH` writes a
@@ -29,6 +31,7 @@ from driftloop.errors import ConfigError
 
 if TYPE_CHECKING:
     from driftloop.stores import Stores
+    from driftloop.stores.metadata import Lease
 
 log = logging.getLogger("driftloop.airflow")
 
@@ -52,11 +55,11 @@ def config_path(project: str | Path) -> Path:
 
 
 @contextmanager
-def _opened(project: str, holder: str, task: str) -> Iterator[tuple[Config, Stores, bool]]:
+def _opened(project: str, holder: str, task: str) -> Iterator[tuple[Config, Stores, Lease | None]]:
     """Config and stores for one task, with the controller lease renewed for the task's time limit.
 
-    Yields whether this run holds the lease; a task that lost it (another controller took over after it
-    expired) must not change anything.
+    Yields the lease this run holds (the fence for the task's writes), or None: a task that lost it (another
+    controller took over after it expired) must not change anything.
     """
     from driftloop.stores import open_stores
 
@@ -65,7 +68,7 @@ def _opened(project: str, holder: str, task: str) -> Iterator[tuple[Config, Stor
     try:
         seconds = 60 * TIMEOUT_MINUTES[task] + cfg.loop.lease_seconds
         held = stores.metadata.acquire_lease(lease_name(cfg), holder, seconds)
-        if not held:
+        if held is None:
             log.warning("another controller holds the lease %s; %s does nothing", lease_name(cfg), task)
         yield cfg, stores, held
     finally:
@@ -92,6 +95,11 @@ def route(project: str, holder: str) -> str | None:
             log.info("no champion yet: run `driftloop train`")
             stores.metadata.release_lease(lease_name(cfg), holder)
             return None
+        from driftloop.loop import steps
+
+        for line in steps.recover_step(stores, cfg, fence=held):  # what a killed run left, as watch does
+            log.info("recovered: %s", line)
+        dep = stores.metadata.get_deployment(cfg.project.name)
         if dep.challenger is not None and dep.strategy == "canary":
             log.info("canary of v%s at %.0f%% in progress", dep.challenger, 100 * dep.challenger_weight)
             return "judge_canary"
@@ -107,7 +115,7 @@ def monitor(project: str, holder: str) -> dict[str, Any]:
             return {"summary": "lease lost", "signals": None, "fired": []}
         outcome = steps.monitor_step(stores, cfg)
         # Triggers last: once they are recorded, their cool-down starts, so nothing may fail after them.
-        fired = steps.trigger_step(stores, cfg, outcome.signals)
+        fired = steps.trigger_step(stores, cfg, outcome.signals, fence=held)
     log.info("%s", outcome.summary)
     for t in fired:
         log.info("trigger %s fired: %s", t.name, t.reason)
@@ -141,7 +149,7 @@ def retrain(project: str, holder: str, monitored: dict[str, Any]) -> dict[str, A
     with _opened(project, holder, "retrain") as (cfg, stores, held):
         if not held:
             return {"version": None, "gate_passed": False, "summary": "lease lost", "data_version": None}
-        outcome = steps.retrain_step(stores, cfg, reasons=reasons)
+        outcome = steps.retrain_step(stores, cfg, reasons=reasons, fence=held)
     log.info("%s", outcome.summary)
     return jsonable(asdict(outcome))
 
@@ -166,7 +174,7 @@ def start_canary(project: str, holder: str, retrained: dict[str, Any]) -> str:
         elif dep.strategy == "canary":
             summary = f"canary of v{version} already started"
         else:
-            summary = f"v{version}: " + steps.start_canary(stores, cfg, version)
+            summary = f"v{version}: " + steps.start_canary(stores, cfg, version, fence=held)
     log.info("%s", summary)
     return summary
 
@@ -178,7 +186,7 @@ def judge_canary(project: str, holder: str) -> dict[str, Any]:
     with _opened(project, holder, "judge_canary") as (cfg, stores, held):
         if not held:
             return {"action": "hold", "reason": "lease lost", "evidence": {}}
-        decision = steps.rollout_step(stores, cfg)
+        decision = steps.rollout_step(stores, cfg, fence=held)
     log.info("canary: %s: %s", decision.action, decision.reason)
     return jsonable(decision.to_dict())
 

@@ -42,6 +42,11 @@ Strategy = Literal["single", "ab", "canary", "shadow", "bluegreen"]
 #: Metrics where a smaller value is better; the gate and the controller flip their comparisons for these.
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 DEFAULT_METRIC: dict[str, Metric] = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
+TASK_METRICS: dict[str, tuple[Metric, ...]] = {
+    "binary": ("roc_auc", "accuracy", "f1_macro", "log_loss"),
+    "multiclass": ("accuracy", "f1_macro", "log_loss", "roc_auc"),
+    "regression": ("rmse", "mae", "r2"),
+}
 
 
 class Section(BaseModel):
@@ -95,10 +100,11 @@ class EnsembleConfig(Section):
     """The best complete trials (by CV score) the selection picks from."""
 
 
+DEFAULT_FAMILIES: tuple[Family, ...] = ("linear", "random_forest", "extra_trees", "lightgbm")
+
+
 class TrainingConfig(Section):
-    families: list[Family] = Field(
-        default_factory=lambda: ["linear", "random_forest", "extra_trees", "lightgbm"], min_length=1
-    )
+    families: list[Family] = Field(default_factory=lambda: list(DEFAULT_FAMILIES), min_length=1)
     budget: Budget = Field(default_factory=Budget)
     cv_folds: int = Field(5, ge=2, le=20)
     metric: Metric | None = None
@@ -109,6 +115,17 @@ class TrainingConfig(Section):
     n_jobs: int = Field(-1, ge=-1)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     """`training.ensemble: false` is short for `training.ensemble.enabled: false`."""
+    validation: Literal["grouped", "time"] = "grouped"
+    """How CV folds are cut. grouped: shuffled (stratified) folds that keep every copy of a row in one fold.
+    time: rows ordered by `data.timestamp_column`, each later chunk validated on a model fitted on the
+    rows before it. Retraining validates forward over its production rows either way."""
+    max_predict_ms: float | None = Field(3.0, gt=0)
+    """Most milliseconds the model may take to predict one row, timed during the search on the path the
+    server uses (an ensemble: the sum of its members). Candidates over it are not chosen; if none fits,
+    `train` stops with an error naming this key. 3 ms keeps a worker's one-row p99 under 10 ms on two
+    cores. null: no limit. The limit is a timing on this machine: a candidate within a few tenths of a
+    millisecond of it can fall on either side from one run to the next (other processes take the cores),
+    so the same data and seed give the same model only when no candidate is that close, or with null."""
 
     @field_validator("ensemble", mode="before")
     @classmethod
@@ -123,6 +140,11 @@ class GateConfig(Section):
     test: Literal["bootstrap", "mcnemar"] = "bootstrap"
     bootstrap_resamples: int = Field(2000, ge=100)
     max_latency_ms_per_row: float = Field(5.0, gt=0)
+    max_cost_increase: float | None = Field(None, gt=1)
+    """Refuse a challenger that costs more than this many times the champion to serve: its one-row time or
+    its per-row time in a 100-row batch (the gate's latency figures of both models, on the same rows)
+    over the champion's times this factor. null (default): report the cost, refuse nothing. Sub-0.1 ms
+    figures move by tens of percent with the machine's load, so a factor under 1.5 refuses at random."""
     recent_rows: int = Field(500, ge=0)
     """Most recent labeled production rows held out of retraining and used by the gate as well."""
 
@@ -176,9 +198,13 @@ class ServingConfig(Section):
     log_queue_rows: int = Field(200_000, gt=0)
     """Rows the log writer buffers before it drops (and counts) instead of blocking the hot path."""
     compile_models: bool = True
-    """Compile LightGBM trees to native code (lleaves) in the background and swap them in: same answers."""
+    """Compile tree models in the background and swap them in, same answers: LightGBM to native code
+    (lleaves), scikit-learn forests to treelite's GTIL; an ensemble member by member."""
     startup_wait_seconds: float = Field(15.0, ge=0)
     """A worker waits this long for its first model before accepting connections (then starts anyway)."""
+    access_log: bool = True
+    """One JSON line per request on stderr (request id, trace id, status, latency, version, arm, rows); probes
+    and /metrics scrapes are left out."""
 
 
 class ColumnDriftOverride(Section):
@@ -295,8 +321,24 @@ class LoopConfig(Section):
     """How long a controller's lock lasts without renewal before another controller may take over."""
     metrics_port: int | None = Field(None, ge=1, le=65535)
     """Serve the monitoring gauges (drift scores, live metrics) on this port's /metrics; None: off."""
-    metrics_urls: list[str] = Field(default_factory=list)
-    """Prometheus endpoints of the servers, for error rates by arm; empty: the local server's /metrics."""
+
+
+class LogConfig(Section):
+    """Upkeep of the prediction log (`stores.log_dir`): compaction and retention (docs/operations.md)."""
+
+    retention_days: float | None = Field(90.0, gt=0)
+    """Delete the log's hour partitions that ended more than this many days ago; None keeps everything.
+
+    Kept past it, for retraining: prediction rows that have a feedback label (every arm), and the feedback
+    partitions, while they are inside the retraining window (`loop.retrain.recency_seconds`; None: for as
+    long as the log exists) and `loop.retrain.include_production` is true. Unlabelled predictions and the
+    errors log go. A label that arrives after its prediction was deleted counts as unmatched feedback."""
+    compact: bool = True
+    """The controller (`driftloop watch`) compacts closed partitions and applies retention in its passes."""
+    compact_grace_seconds: float = Field(600.0, ge=0)
+    """An hour partition is closed (compacted) this long after its hour ends; writers buffer for seconds."""
+    maintenance_interval_seconds: float = Field(600.0, gt=0)
+    """How often the controller runs compaction and retention (a pass that finds nothing to do is cheap)."""
 
 
 class ScaleConfig(Section):
@@ -321,12 +363,24 @@ class Config(Section):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     scale: ScaleConfig = Field(default_factory=ScaleConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
 
     base_dir: Path = Field(default=Path("."), exclude=True)
     """Folder of the config file; relative paths in it are resolved against this."""
 
     def metric(self, task: str) -> Metric:
-        return self.training.metric or DEFAULT_METRIC[task]
+        """The metric to optimise for `task` (inferred from the target): the configured one if it applies."""
+        chosen = self.training.metric
+        if chosen is None:
+            return DEFAULT_METRIC[task]
+        fits = TASK_METRICS[task]
+        if chosen not in fits:
+            kind = "a regression" if task == "regression" else f"a {task} classification"
+            raise ConfigError(
+                f"training.metric: {chosen!r} does not apply to {kind} target "
+                f"(data.target {self.data.target!r}); use one of {', '.join(fits)}"
+            )
+        return chosen
 
 
 def _set_path(tree: dict[str, Any], keys: tuple[str, ...], value: Any) -> None:
@@ -424,12 +478,20 @@ def load_config(path: Path | str | None = None, *, environ: dict[str, str] | Non
     if path is None and os.environ.get(CONFIG_ENV):
         path = os.environ[CONFIG_ENV]
     file = Path(path) if path is not None else find_config()
+    if file.is_dir():
+        inside = file / CONFIG_FILE
+        hint = f": use {inside}" if inside.is_file() else f" (no {CONFIG_FILE} in it either)"
+        raise ConfigError(f"config file {file} is a folder, not a file{hint}")
     if not file.is_file():
         raise ConfigError(f"config file {file} does not exist")
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file} is not a text (UTF-8) file: {exc.reason} at byte {exc.start}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {file} cannot be read: {exc.strerror or exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: the top level must be a mapping of sections (data:, training:, ...)")
     cfg = config_from_dict(raw, base_dir=file.resolve().parent, environ=environ)

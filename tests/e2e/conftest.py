@@ -56,7 +56,7 @@ def running(
 
     def start_controller() -> subprocess.Popen[bytes]:
         proc = _spawn(
-            ["--config", config, "watch", "--metrics-url", f"{url}/metrics"],
+            ["--config", config, "watch"],
             root / "logs" / f"controller-{len(procs)}.log",
             root,
         )

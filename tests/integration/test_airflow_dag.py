@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from driftloop import airflow_dag as tasks
 from driftloop.airflow_dag import render_dag
-from driftloop.cli_airflow import airflow_dag
+from driftloop.cli.airflow import airflow_dag
 from driftloop.config import load_config
 from driftloop.errors import ConfigError
 from driftloop.stores import open_stores

@@ -68,13 +68,18 @@ def test_final_stage_has_runtime_dependencies_only(runtime_venv: Path) -> None:
 def test_driftloop_is_a_wheel_with_its_migrations(runtime_venv: Path, tmp_path: Path) -> None:
     where = Path(_python(runtime_venv, "import driftloop; print(driftloop.__file__)"))
     assert runtime_venv in where.parents, "installed into the venv, not an editable link to src/"
-    assert (where.parent / "stores" / "alembic" / "versions" / "0001_initial.py").is_file()
+    shipped = where.parent / "stores" / "alembic" / "versions"
+    heads = sorted(
+        p.stem
+        for p in (Path(__file__).resolve().parents[2] / "src/driftloop/stores/alembic/versions").glob("0*.py")
+    )
+    assert heads and all((shipped / f"{h}.py").is_file() for h in heads), "every migration is in the wheel"
     revision = _python(
         runtime_venv,
         "from driftloop.stores.metadata import MetadataStore; from driftloop.stores import migrations as m; "
         f"s = MetadataStore.connect('{database_url(tmp_path)}'); print(m.current_revision(s.engine))",
     )
-    assert revision.startswith("0001")
+    assert revision == heads[-1], "a new database is migrated to the newest revision the wheel ships"
 
 
 def _healthcheck_command(port: int) -> list[str]:
