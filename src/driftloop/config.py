@@ -299,6 +299,8 @@ class RolloutConfig(Section):
     require_labels: bool = True
     """Advance only with labeled evidence; a project without feedback sets this to false."""
     confidence: float = Field(0.95, gt=0.5, lt=1)
+    """An equally good challenger is rolled back with probability at most 1 - confidence over the whole canary,
+    however often the controller looks (always-valid tests, the level split across the steps)."""
 
     @field_validator("steps")
     @classmethod

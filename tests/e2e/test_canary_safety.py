@@ -64,10 +64,13 @@ def test_controller_killed_mid_canary_resumes_without_double_promotion(
             return dep.champion == challenger
 
         traffic = drive(url, red, progress, timeout=180)
-    assert state["killed"], "the canary never reached its second step"
+    events = stores.metadata.list_events(name)
+    log = (tmp_path / "logs" / "controller-0.log").read_text()[-3000:]
+    assert state["killed"], (
+        f"the canary never reached its second step: {[(e.kind, e.message) for e in events]}\n{log}"
+    )
     dep = stores.metadata.get_deployment(name)
     assert dep.champion == challenger and dep.challenger is None and dep.strategy == "single"
-    events = stores.metadata.list_events(name)
     assert [e.kind for e in events].count("promoted") == 1
     steps = [h.rollout_step for h in stores.metadata.deployment_history(name) if h.rollout_step is not None]
     assert steps == sorted(steps) and len(steps) == len(set(steps)), (
