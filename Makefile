@@ -26,8 +26,8 @@ tools:
 # where each test project gets a throwaway database (fails, never skips, when PostgreSQL is down).
 test: bootstrap lint tools
 	scripts/check-deploy
-	$(RUN) pytest -q
-	$(RUN) pytest -q tests/integration tests/faults --backend postgres
+	$(RUN) pytest -q --durations=25
+	$(RUN) pytest -q --durations=25 tests/integration tests/faults --backend postgres
 
 format: bootstrap
 	$(RUN) ruff format src tests
