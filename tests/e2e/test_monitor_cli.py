@@ -15,6 +15,7 @@ import jsonschema
 import pandas as pd
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
 
 from driftloop.config import load_config
@@ -80,7 +81,10 @@ def test_monitor_pass_is_stored_logged_exported_and_alerted(
     config, spec = setup_project(tmp_path, red)
     log_dir = tmp_path / ".driftloop" / "logs"
     now = datetime.now(UTC)
-    ids = write_predictions(log_dir, white.head(400), list(spec.features), ts=now - timedelta(minutes=10))
+    ids = write_predictions(log_dir, white.head(300), list(spec.features), ts=now - timedelta(minutes=10))
+    ids += write_predictions(
+        log_dir, white.iloc[300:400], list(spec.features), ts=now - timedelta(minutes=9), seed=1, cpu_ms=0.08
+    )
     write_feedback(log_dir, ids[:200], ["6"] * 200, now - timedelta(minutes=5))
 
     proc = run_monitor(config, "--json", "out.json", "--html", "out.html", "--metrics-file", "m.prom")
@@ -95,10 +99,25 @@ def test_monitor_pass_is_stored_logged_exported_and_alerted(
     assert groups[0]["n_labeled"] == 200 and groups[0]["metrics"]["accuracy"]["value"] is not None
     assert [a["rule"] for a in report["alerts"]][:1] == ["dataset-drift"]
     assert report["alerts"][0]["action"] == "sent"
+    # Serving cost: 100 of the 400 rows carry the server's CPU figure (the rest predate the column).
+    (cost,) = report["cost"]
+    assert cost["arm"] == "champion" and cost["source"] == "online"
+    assert (cost["rows"], cost["measured_rows"]) == (400, 100)
+    assert cost["cpu_ms_per_1k"] == pytest.approx(80.0)
+    assert "400 rows, 80.0 CPU-ms per 1,000" in proc.stdout
+    assert "Serving cost" in (tmp_path / "out.html").read_text()
     assert (tmp_path / "out.html").stat().st_size > 1_000_000  # plotly.js inlined
     prom = (tmp_path / "m.prom").read_text()
     assert "driftloop_dataset_drift 1.0" in prom and "driftloop_monitoring_rows 400.0" in prom
     assert 'driftloop_feature_drifted{feature="alcohol"}' in prom
+    (cpu,) = [
+        sample
+        for family in text_string_to_metric_families(prom)
+        if family.name == "driftloop_predict_cpu_ms_per_1k"
+        for sample in family.samples
+    ]
+    assert cpu.labels == {"model_version": "1", "arm": "champion", "source": "online"}
+    assert cpu.value == pytest.approx(80.0)
 
     cfg = load_config(config, environ={})
     stores = open_stores(cfg)

@@ -30,9 +30,10 @@ CLASSES = ["5", "6", "7"]
 
 def write_predictions(
     log_dir: Path, frame: pd.DataFrame, features: list[FeatureSpec], *, ts: datetime, version: str = "1",
-    arm: str = "champion", model: str = "wine", seed: int = 0,
+    arm: str = "champion", model: str = "wine", seed: int = 0, cpu_ms: float | None = None,
 ) -> list[str]:  # fmt: skip
-    """Rows of `frame` as served predictions (random but reproducible class probabilities)."""
+    """Rows of `frame` as served predictions (random but reproducible class probabilities). Without `cpu_ms`
+    the file is as written before `predict_cpu_ms` existed; with it, every row carries that much."""
     rng = np.random.default_rng(seed)
     n = len(frame)
     ids = [str(uuid.UUID(int=int(rng.integers(0, 2**62)) + i)) for i in range(n)]
@@ -51,14 +52,22 @@ def write_predictions(
             pa.array([CLASSES[i] for i in proba.argmax(axis=1)]),
             pa.array([json.dumps(dict(zip(CLASSES, p.tolist(), strict=True))) for p in proba]),
             pa.array(np.full(n, 2.5)),
+            *([] if cpu_ms is None else [pa.array(np.full(n, cpu_ms))]),
         ],
-        schema=prediction_schema(ftype, regression=False),
+        schema=prediction_schema(ftype, regression=False)
+        if cpu_ms is not None
+        else _without(prediction_schema(ftype, regression=False), "predict_cpu_ms"),
     )
     # The legacy layout (day folders, no hours): readers still read logs written before hourly partitions.
     folder = log_dir / "predictions" / f"date={ts.date().isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, folder / f"pred-test-{uuid.uuid4().hex[:8]}.parquet")
     return ids
+
+
+def _without(schema: pa.Schema, name: str) -> pa.Schema:
+    """A schema of files written before `name` existed (readers line files up by column name)."""
+    return schema.remove(schema.get_field_index(name))
 
 
 def write_feedback(log_dir: Path, ids: list[str], labels: list[str], ts: datetime) -> None:

@@ -202,3 +202,12 @@ def test_a_storage_fault_retries_only_the_files_not_written(tmp_path: Path) -> N
     ids = sorted(r["request_id"] for r in read_log(tmp_path, "predictions").to_pylist())
     assert ids == ["today:0", "today:1", "tomorrow"]
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_predict_cpu_is_logged_as_each_rows_equal_share() -> None:
+    import dataclasses
+
+    measured = dataclasses.replace(entry("a", 4), predict_cpu_ms=2.0)
+    unmeasured = entry("b", 2)
+    table = PredictionEntry.table([measured, unmeasured])
+    assert table.column("predict_cpu_ms").to_pylist() == [0.5, 0.5, 0.5, 0.5, None, None]

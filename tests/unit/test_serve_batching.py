@@ -104,3 +104,31 @@ def test_one_bad_request_fails_alone_and_its_batch_mates_get_answers(rows: int) 
     assert isinstance(other, Prediction) and other.labels.tolist() == [4.0] * rows
     # One shared call that failed, then one call per request.
     assert [n for _, n in model.calls] == [3 * rows, rows, rows, rows]
+
+
+class BusyModel(RecordingModel):
+    """Burns about `ms_per_row` of CPU on the calling thread per row: a model whose cost is known."""
+
+    def __init__(self, ms_per_row: float) -> None:
+        super().__init__()
+        self.ms_per_row = ms_per_row
+
+    def predict_matrix(self, X: np.ndarray) -> Prediction:
+        import time
+
+        stop = time.thread_time() + self.ms_per_row * len(X) / 1000.0
+        while time.thread_time() < stop:
+            pass
+        return super().predict_matrix(X)
+
+
+@pytest.mark.parametrize("offload", [None, 1])
+def test_each_request_is_charged_its_rows_share_of_the_batch_cpu(offload: int | None) -> None:
+    model = BusyModel(ms_per_row=4.0)
+    preds = asyncio.run(_submit_all(MicroBatcher(offload_rows=offload), model, [1, 3]))
+    assert [n for _, n in model.calls] == [4]  # one call, on the loop or on the predict thread
+    one, three = (p.cpu_seconds for p in preds)
+    assert one is not None and three is not None
+    assert three == pytest.approx(3 * one)
+    # The batch burnt at least 16 ms on the thread that ran it; a busy loop overshoots by little.
+    assert 0.016 <= one + three < 0.1

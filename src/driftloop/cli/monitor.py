@@ -125,7 +125,17 @@ def monitor(
         for problem in check.quality.problems:
             console.print(f"[red]data quality:[/] {problem}")
     print_performance(report.get("performance") or {})
+    print_cost(report.get("cost") or [])
     _write(report, json_out, html_out, write_json, write_html)
+
+
+def print_cost(cost: list[dict]) -> None:
+    """Model CPU-ms per 1,000 predictions per version, arm and source (what serving each one costs)."""
+    for c in cost:
+        figure = (
+            "not measured" if c["cpu_ms_per_1k"] is None else f"{c['cpu_ms_per_1k']:.1f} CPU-ms per 1,000"
+        )
+        console.print(f"cost v{c['model_version']} {c['arm']} ({c['source']}): {c['rows']} rows, {figure}")
 
 
 def print_performance(performance: dict) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from driftloop.kinds import bool_key, category_key
+from driftloop.monitor.cost import ArmCost, serving_cost
 from driftloop.monitor.drift import ColumnDrift, ColumnOverride, ColumnSpec, DriftDetector, DriftResult
 from driftloop.monitor.logwindow import Window, read_labeled, read_window
 from driftloop.monitor.performance import PerformanceResult, evaluate_performance
@@ -159,6 +160,8 @@ class CheckResult:
     last_rows: int | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    cost: list[ArmCost] = field(default_factory=list)
+    """Serving cost per version, arm and source over the window (shadow scoring included)."""
 
     @property
     def no_data(self) -> bool:
@@ -199,6 +202,7 @@ class CheckResult:
                 "reference": self.reference_metric,
             },
             "alerts": self.alerts,
+            "cost": [c.to_dict() for c in self.cost],
         }
 
     def report(self, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -373,6 +377,9 @@ def run_check(
         stores.log_dir, stores.model_name, start=perf_start, end=None if last is not None else end
     )
     result = evaluate_window(state, win, labeled, monitoring=mon, unknown_labels=unknown, last_rows=last)
+    # With --last N the window ends at its newest row, which `ts < end` would leave out: read up to now.
+    cost_end = None if last is not None else end
+    result.cost = serving_cost(stores.log_dir, stores.model_name, start=win.start, end=cost_end)
     if record:
         publish(stores, result)
     return result

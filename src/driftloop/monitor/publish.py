@@ -146,6 +146,12 @@ def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
                 "Length of the last monitoring pass's window",
                 registry=registry,
             ),
+            "cpu": Gauge(
+                "driftloop_predict_cpu_ms_per_1k",
+                "Model CPU milliseconds per 1,000 predictions in the last monitoring window",
+                ["model_version", "arm", "source"],
+                registry=registry,
+            ),
             "unmatched": Gauge(
                 "driftloop_feedback_unmatched",
                 "Feedback labels in the last pass's performance span whose request id matches no prediction",
@@ -173,6 +179,10 @@ def export_gauges(result: CheckResult, registry: CollectorRegistry = REGISTRY) -
         if drift.share is not None:
             g["share"].set(drift.share)
             g["dataset"].set(float(bool(drift.dataset_drift)))
+    g["cpu"].clear()
+    for c in result.cost:
+        if c.cpu_ms_per_1k is not None:
+            g["cpu"].labels(c.model_version, c.arm, c.source).set(c.cpu_ms_per_1k)
     if result.performance is not None:
         g["unmatched"].set(result.performance.unknown_labels)
         for group in result.performance.groups:

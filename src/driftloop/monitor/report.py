@@ -81,6 +81,10 @@ def render_html(report: dict[str, Any]) -> str:
             parts.append(_performance_table(performance))
         if history:
             parts.append(_figure(_history_figure(history)))
+    cost = report.get("cost")
+    if cost:
+        parts.append("<h2>Serving cost</h2>")
+        parts.append(_cost_table(cost))
     body = "\n".join(parts)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -189,6 +193,20 @@ def _performance_table(performance: dict[str, Any]) -> str:
     head = "<tr><th>model version</th><th>arm</th><th>labeled rows</th><th>metrics (95% CI)</th></tr>"
     extra = f"<p>Labels for unknown request ids: {performance.get('unknown_labels', 0)}</p>"
     return f"<table>{head}{''.join(rows)}</table>{extra}"
+
+
+def _cost_table(cost: list[dict[str, Any]]) -> str:
+    rows = [
+        f"<tr><td>{html.escape(str(c['model_version']))}</td><td>{html.escape(str(c['arm']))}</td>"
+        f"<td>{html.escape(str(c['source']))}</td><td>{c['rows']}</td><td>{_fmt(c['cpu_ms_per_1k'])}</td>"
+        f"<td>{_fmt(c['p95_latency_ms'])}</td></tr>"
+        for c in cost
+    ]
+    head = (
+        "<tr><th>model version</th><th>arm</th><th>source</th><th>rows</th>"
+        "<th>model CPU-ms per 1,000 predictions</th><th>p95 latency ms</th></tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>"
 
 
 def _distribution_figure(name: str, col: dict[str, Any]) -> go.Figure:

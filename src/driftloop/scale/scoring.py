@@ -315,7 +315,9 @@ def score_partition(frame: pd.DataFrame, job: ScoreJob, partition_info: dict | N
     rows_ok = np.flatnonzero(ok)
     if rows_ok.size:
         X = encode(bundle, checked.columns)
+        cpu = time.thread_time()
         pred = bundle.predict_matrix(X)
+        cpu_ms = (time.thread_time() - cpu) * 1000.0
         ids = [f"{job.job_id}-{number:05d}:{i}" for i in rows_ok.tolist()]
         scored = frame.iloc[rows_ok].reset_index(drop=True)
         scored["request_id"] = ids
@@ -326,7 +328,8 @@ def score_partition(frame: pd.DataFrame, job: ScoreJob, partition_info: dict | N
         scored["model_version"] = job.model.version
         _write(scored, out_dir / "predictions" / name)
         if job.log_staging is not None:
-            _log(job, checked.columns, pred, ids, number, latency_ms=(time.perf_counter() - t0) * 1000)
+            latency_ms = (time.perf_counter() - t0) * 1000
+            _log(job, checked.columns, pred, ids, number, latency_ms=latency_ms, predict_cpu_ms=cpu_ms)
     if checked.n_rejected:
         bad = np.flatnonzero(~ok)
         rejects = frame.iloc[bad].reset_index(drop=True)
@@ -374,7 +377,13 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _log(
-    job: ScoreJob, columns: dict[str, Any], pred: Any, ids: list[str], number: int, latency_ms: float
+    job: ScoreJob,
+    columns: dict[str, Any],
+    pred: Any,
+    ids: list[str],
+    number: int,
+    latency_ms: float,
+    predict_cpu_ms: float,
 ) -> None:
     """One prediction-log file for the partition, in the contract's layout, into the job's staging folder."""
     bundle = worker_bundle(job.model)
@@ -395,6 +404,7 @@ def _log(
         proba=pred.proba,
         classes=tuple(label_string(c) for c in spec.classes),
         latency_ms=latency_ms,
+        predict_cpu_ms=predict_cpu_ms,
     )
     # Row i of the log is the same row as in the output file: same request id, stable under rejects.
     table = PredictionEntry.table([entry]).set_column(0, "request_id", pa.array(ids, type=pa.string()))

@@ -275,8 +275,9 @@ class Service:
             return Answer(500, failed, model.version if model else None, arm or None, rows, ctx=ctx)
         latency = time.perf_counter() - t0
         ts = now_us()
-        self._log(model, r.arm, request_id, parsed, labels, pred.proba, ts, latency)
+        self._log(model, r.arm, request_id, parsed, labels, pred.proba, ts, latency, pred.cpu_seconds)
         self.metrics.observe_request(model.version, r.arm, 200, latency)
+        self.metrics.count_cpu(model.version, r.arm, pred.cpu_seconds)
         self.metrics.count_outcomes(model.version, r.arm, outcomes)
         after: Callable[[], Awaitable[None]] | None = None
         if r.shadow and state.challenger is not None:
@@ -341,6 +342,7 @@ class Service:
         proba: Any,
         ts: int,
         latency: float,
+        cpu_seconds: float | None,
     ) -> None:
         spec = model.schema
         self.writers["predictions"].put(
@@ -362,6 +364,7 @@ class Service:
                 join_names=spec.join_names,
                 join_kinds=spec.join_kinds,
                 join_columns=parsed.joins or (),
+                predict_cpu_ms=None if cpu_seconds is None else cpu_seconds * 1000.0,
             )
         )
 
@@ -385,7 +388,8 @@ class Service:
             return
         latency = time.perf_counter() - t0
         labels = pred.labels.tolist()
-        self._log(challenger, SHADOW, request_id, parsed, labels, pred.proba, ts, latency)
+        self._log(challenger, SHADOW, request_id, parsed, labels, pred.proba, ts, latency, pred.cpu_seconds)
+        self.metrics.count_cpu(challenger.version, SHADOW, pred.cpu_seconds)
         self.metrics.count_outcomes(challenger.version, SHADOW, _outcomes(challenger, labels, pred.proba))
 
     # -- feedback -------------------------------------------------------------------------------------------

@@ -86,6 +86,13 @@ class Metrics:
             ["model_name", "model_version", "arm", "outcome"],
             registry=r,
         )
+        self.predict_cpu = Counter(
+            "driftloop_predict_cpu_seconds",
+            "CPU seconds the model spent predicting (per micro-batch, on the thread that ran it, shared by rows); "
+            "per 1,000 predictions: 1e6 * rate(this) / rate(driftloop_predictions_total)",
+            ["model_name", "model_version", "arm"],
+            registry=r,
+        )
         self.model_loads = Counter(
             "driftloop_model_loads", "Model loads", ["model_name", "model_version", "result"], registry=r
         )
@@ -149,6 +156,10 @@ class Metrics:
     def count_outcomes(self, model_version: str, arm: str, counts: dict[str, int]) -> None:
         for outcome, n in counts.items():
             self._child(self.predictions, model_version, arm, outcome).inc(n)
+
+    def count_cpu(self, model_version: str, arm: str, seconds: float | None) -> None:
+        if seconds is not None:
+            self._child(self.predict_cpu, model_version, arm).inc(seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text: merged over all workers in multiprocess mode."""

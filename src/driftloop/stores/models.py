@@ -207,6 +207,9 @@ class Prediction:
     labels: np.ndarray
     proba: np.ndarray | None = None
     """(n, k) in `spec.classes` order; None for regression."""
+    cpu_seconds: float | None = None
+    """CPU time the predict call spent on these rows, where the caller measured it (the server's micro-batcher
+    times each batch on the thread that ran it and shares it out by rows): the model's serving cost."""
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,7 @@ def prediction_schema(
             ("prediction", pa.float64() if regression else pa.string()),
             ("probabilities", pa.string()),
             ("latency_ms", pa.float64()),
+            ("predict_cpu_ms", pa.float64()),
             *([("join_keys", joins)] if joins is not None else []),
         ]
     )
@@ -162,6 +163,9 @@ class PredictionEntry:
     """Per join column: `text` (the id, as string) or `datetime` (microseconds since the epoch, UTC)."""
     join_columns: Sequence[Sequence[Any]] = ()
     """Per join column, one value per row (None where the request did not send it)."""
+    predict_cpu_ms: float | None = None
+    """CPU milliseconds the model spent on this request's rows (its share of the micro-batch); logged per row
+    as an equal share, so a sum over any rows is their serving cost. None where it was not measured."""
 
     @property
     def n_rows(self) -> int:
@@ -231,10 +235,20 @@ class PredictionEntry:
                 prediction,
                 probabilities,
                 pa.array(np.repeat([e.latency_ms for e in entries], counts), type=pa.float64()),
+                _per_row_share([e.predict_cpu_ms for e in entries], counts),
                 *extra,
             ],
             schema=prediction_schema(ftype, regression=regression, joins=joins),
         )
+
+
+def _per_row_share(values: list[float | None], counts: np.ndarray) -> pa.Array:
+    """Each entry's value split equally over its rows (null where the entry has none)."""
+    per_row = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64) / np.maximum(
+        counts, 1
+    )
+    arr = np.repeat(per_row, counts)
+    return pa.array(arr, type=pa.float64(), mask=np.isnan(arr))
 
 
 def _repeat(values: list[str], counts: np.ndarray) -> pa.Array:
