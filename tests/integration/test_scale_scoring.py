@@ -187,3 +187,40 @@ def test_batch_traffic_is_monitored_from_the_log_like_online_traffic(
     assert result.drift.n_current == len(white)
     assert [c.drift for c in result.drift.columns] == [c.drift for c in exact.columns]
     assert [c.method for c in result.drift.columns] == [c.method for c in exact.columns]
+
+
+@pytest.mark.slow
+def test_two_million_rows_on_two_worker_processes_every_row_scored_or_rejected_with_its_reason(
+    project: ScaleProject, client, red: pd.DataFrame, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    n, files = 2_000_000, 4
+    rng = np.random.default_rng(11)
+    src = tmp_path / "in"
+    src.mkdir()
+    bad_alcohol = set(range(3, n, 10_000))  # null where the model forbids it
+    bad_density = set(range(5_007, n, 25_000))  # infinite
+    per_file = n // files
+    for i in range(files):
+        rows = np.arange(i * per_file, (i + 1) * per_file)
+        part = red[FEATURES].iloc[rows % len(red)].reset_index(drop=True)
+        part = part * rng.normal(1.0, 0.01, size=part.shape)  # not 1,250 copies of the same rows
+        part["row_id"] = rows
+        part.loc[part["row_id"].isin(bad_alcohol), NOT_NULLABLE] = np.nan
+        part.loc[part["row_id"].isin(bad_density), "density"] = np.inf
+        part.to_parquet(src / f"part-{i}.parquet", row_group_size=125_000)
+
+    summary = score_batch(project.stores, client, src, tmp_path / "out", partition_rows=250_000)
+
+    assert summary.rows == n and summary.scored + summary.rejected == n
+    assert summary.rejected == len(bad_alcohol | bad_density)
+    scored_files = sorted((tmp_path / "out" / "predictions").glob("*.parquet"))
+    assert sum(pq.ParquetFile(f).metadata.num_rows for f in scored_files) == summary.scored
+    rejects = _read(tmp_path / "out" / "rejects")
+    reasons = dict(zip(rejects["row_id"].astype(int), rejects["_reject_reason"], strict=True))
+    assert set(reasons) == bad_alcohol | bad_density
+    for row in bad_alcohol:
+        assert "alcohol: missing, and the model does not accept nulls" in reasons[row]
+    for row in bad_density:
+        assert reasons[row].startswith("density: must be a finite number")
