@@ -1,6 +1,8 @@
 """The auditor's answers: `explain` walks a logged prediction back to its model, run and data digest;
 `history` says who served which share and why."""
 
+import dataclasses
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ def test_explain_and_history(tmp_path: Path, red: pd.DataFrame) -> None:
     names = tuple(bundle.spec.feature_names)
     row = red.iloc[0]
     writer = LogWriter(stores.log_dir, "predictions").start()
-    writer.put(
+    entry = (
         PredictionEntry(
             request_id="req-1", batch=False, ts_us=now_us(), model_name=cfg.project.name,
             model_version=champion, arm="champion", source="online", feature_names=names,
@@ -35,6 +37,7 @@ def test_explain_and_history(tmp_path: Path, red: pd.DataFrame) -> None:
             classes=tuple(str(c) for c in bundle.spec.classes), latency_ms=1.0,
         )
     )  # fmt: skip
+    writer.put(entry)
     writer.close()
     errors = LogWriter(stores.log_dir, "errors").start()
     errors.put(
@@ -62,6 +65,26 @@ def test_explain_and_history(tmp_path: Path, red: pd.DataFrame) -> None:
     assert failed["data"]["digest"] == record.digest and failed["feedback"] is None
     with pytest.raises(NotFoundError, match="neither the prediction log nor the error log"):
         explain(stores, "req-unknown")
+
+    # explain reads the newest partitions first: a request from three days ago is found (and its label)...
+    old_ts = datetime.now(UTC) - timedelta(days=3)
+    writer = LogWriter(stores.log_dir, "predictions").start()
+    writer.put(dataclasses.replace(entry, request_id="req-old", ts_us=int(old_ts.timestamp() * 1e6)))
+    writer.close()
+    feedback = LogWriter(stores.log_dir, "feedback").start()
+    label_ts = int((old_ts + timedelta(minutes=5)).timestamp() * 1e6)
+    feedback.put(FeedbackEntry(request_ids=["req-old"], labels=["7"], regression=False, ts_us=label_ts))
+    feedback.close()
+    old = explain(stores, "req-old").to_dict()
+    assert old["outcome"] == "answered" and old["feedback"]["label"] == "7"
+    # ... and a recent one never opens older files: months of history cost a question about today nothing.
+    for kind in ("predictions", "errors", "feedback"):
+        stale = stores.log_dir / kind / "date=2026-01-01" / "hour=00"
+        stale.mkdir(parents=True)
+        (stale / "unreadable.parquet").write_bytes(b"not parquet")
+    assert explain(stores, "req-1").to_dict()["feedback"]["label"] == "6"
+    assert explain(stores, "req-2").to_dict()["outcome"] == "failed"
+    assert explain(stores, "req-old").to_dict()["feedback"]["label"] == "7"
 
     rows = traffic_history(stores)
     assert [r["strategy"] for r in rows] == ["single", "single", "canary", "single"]

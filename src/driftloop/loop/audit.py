@@ -4,10 +4,13 @@ prediction came from (model version -> run -> training data digest), or why a re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from driftloop.errors import NotFoundError
 from driftloop.stores import Stores
+from driftloop.stores.logfiles import LABEL_SKEW, LogKind
 from driftloop.stores.metadata import Deployment
 from driftloop.stores.predlog import read_log
 
@@ -33,40 +36,50 @@ class Explanation:
         }
 
 
-def _rows(log_dir: object, kind: str, request_id: str) -> list[dict[str, Any]]:
-    """Every row of a log for one request id (quoted for SQL: it is the user's input)."""
-    quoted = request_id.replace("'", "''")
-    return read_log(log_dir, kind, where=f"request_id = '{quoted}'").to_pylist()  # type: ignore[arg-type]
+#: Where `explain` looks for a request id: the newest partitions first, widening only while neither the
+#: prediction nor the error log has it. Most questions are about recent requests, and the log is partitioned
+#: by hour, so a question about one of the last hour reads that hour's files, not months of history.
+SEARCH_SPANS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=31), None)
+
+ANSWERED_FIELDS = ("ts", "model_version", "arm", "source", "prediction", "latency_ms", "features")
+FAILED_FIELDS = ("ts", "model_version", "arm", "source", "status", "error", "rows", "latency_ms")
+
+
+def _rows(log_dir: Path, kind: LogKind, request_id: str, since: datetime | None) -> list[dict[str, Any]]:
+    """Every row of a log for one request id from `since` on (quoted for SQL: the id is the user's input)."""
+    where = "request_id = '" + request_id.replace("'", "''") + "'"
+    return read_log(log_dir, kind, where=where, start=since).to_pylist()
+
+
+def _find(log_dir: Path, request_id: str) -> tuple[str, dict[str, Any]]:
+    """The row that answered the request (`answered`), or, for a request the model failed (a 5xx: no
+    prediction row), its error row (`failed`), from the newest span of SEARCH_SPANS that has either."""
+    now = datetime.now(UTC)
+    for span in SEARCH_SPANS:
+        since = None if span is None else now - span
+        # The served row, not the shadow copy: "champion"/"challenger" sort before "shadow".
+        answered = _rows(log_dir, "predictions", request_id, since)
+        if answered:
+            return "answered", min(answered, key=lambda r: (r["arm"], r["ts"]))
+        failed = _rows(log_dir, "errors", request_id, since)
+        if failed:
+            return "failed", min(failed, key=lambda r: (r["status"] is None, r["arm"], r["ts"]))
+    raise NotFoundError(
+        f"request id {request_id!r} is in neither the prediction log nor the error log at {log_dir}"
+    )
 
 
 def explain(stores: Stores, request_id: str) -> Explanation:
     """Walk one request back to the model version that served it (or failed it), its run and training data."""
-    # The served row, not the shadow copy: "champion"/"challenger" sort before "shadow".
-    served = min(
-        _rows(stores.log_dir, "predictions", request_id), key=lambda r: (r["arm"], r["ts"]), default=None
-    )
-    fields: tuple[str, ...]
-    if served is not None:
-        outcome = "answered"
-        fields = ("ts", "model_version", "arm", "source", "prediction", "latency_ms", "features")
-    else:
-        # A request the model failed has no prediction row, only an error row (the 5xx the client got).
-        served = min(
-            _rows(stores.log_dir, "errors", request_id),
-            key=lambda r: (r["status"] is None, r["arm"], r["ts"]),
-            default=None,
-        )
-        if served is None:
-            raise NotFoundError(
-                f"request id {request_id!r} is in neither the prediction log nor the error log at {stores.log_dir}"
-            )
-        outcome = "failed"
-        fields = ("ts", "model_version", "arm", "source", "status", "error", "rows", "latency_ms")
+    outcome, served = _find(stores.log_dir, request_id)
+    fields = ANSWERED_FIELDS if outcome == "answered" else FAILED_FIELDS
     version = stores.tracking.get_version(served["model_version"])
     run = stores.tracking.client.get_run(version.run_id)
     data_version = version.tags.get("data_version") or run.data.tags.get("data_version", "")
     data = data_lineage(stores, data_version)
-    feedback = max(_rows(stores.log_dir, "feedback", request_id), key=lambda r: r["ts"], default=None)
+    # Feedback comes after its prediction (give or take the replicas' clock skew).
+    labels = _rows(stores.log_dir, "feedback", request_id, served["ts"] - LABEL_SKEW)
+    feedback = max(labels, key=lambda r: r["ts"], default=None)
     return Explanation(
         request_id=request_id,
         outcome=outcome,
