@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -171,6 +172,8 @@ def test_batch_traffic_is_monitored_from_the_log_like_online_traffic(
     from driftloop.monitor.drift import ColumnSpec, DriftDetector
     from driftloop.scale.drift import distributed_drift
     from driftloop.scale.windows import log_window
+    from driftloop.stores.logfiles import LogChanged, read_retrying
+    from driftloop.stores.logmaint import compact
 
     src = tmp_path / "white.parquet"
     white.to_parquet(src, row_group_size=1000)
@@ -187,6 +190,29 @@ def test_batch_traffic_is_monitored_from_the_log_like_online_traffic(
     assert result.drift.n_current == len(white)
     assert [c.drift for c in result.drift.columns] == [c.drift for c in exact.columns]
     assert [c.method for c in result.drift.columns] == [c.method for c in exact.columns]
+
+    # Compaction replaces the listed files and deletes them: the job's task says the log changed, and
+    # listing again inside read_retrying reads the compacted file, every row once.
+    def drift_of_window() -> Any:
+        window = log_window(
+            project.stores.log_dir, FEATURES, start=started, source="batch", model_version=project.version
+        )
+        return distributed_drift(client, window, red, specs)
+
+    listed = log_window(
+        project.stores.log_dir, FEATURES, start=started, source="batch", model_version=project.version
+    )
+    later = datetime.now(UTC) + timedelta(hours=2)  # the hour is closed
+    for _ in range(2):  # the second run deletes what the first replaced
+        compact(project.stores.log_dir, now=later, delete_after=timedelta(0))
+    with pytest.raises(LogChanged, match="compacted or expired"):
+        distributed_drift(client, listed, red, specs)
+    again = read_retrying(drift_of_window)
+    assert again.drift.n_current == len(white)
+    # Same rows, summed in another order (one compacted file instead of five).
+    assert [c.statistic for c in again.drift.columns] == pytest.approx(
+        [c.statistic for c in result.drift.columns], rel=1e-9
+    )
 
 
 @pytest.mark.slow

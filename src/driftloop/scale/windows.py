@@ -6,6 +6,12 @@
 Each file is read on a worker with pyarrow: only the `request_id`, `ts`, `model_version`, `arm`, `source`
 and `features` columns, the `features` struct flattened into one column per feature, rows outside [start, end) and
 shadow rows dropped. Partitions (hour folders) outside the window are never opened.
+
+Compaction deletes the files it replaced a while after (`log compact --delete-after`), so a job that runs
+longer than that can find a listed file gone: its task raises `LogChanged`, and the caller lists again by
+building and computing inside `read_retrying`:
+
+    read_retrying(lambda: distributed_drift(client, log_window(log_dir, ...), reference, columns))
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from driftloop.errors import DataError
+from driftloop.stores.logfiles import LogChanged
 from driftloop.stores.predlog import log_files
 
 
@@ -74,7 +81,12 @@ def read_log_file(
     model_version: str | None,
     source: str | None,
 ) -> pd.DataFrame:
-    table = pq.read_table(path, columns=["request_id", "ts", "model_version", "arm", "source", "features"])
+    try:
+        table = pq.read_table(
+            path, columns=["request_id", "ts", "model_version", "arm", "source", "features"]
+        )
+    except FileNotFoundError as exc:
+        raise LogChanged(f"{path} was compacted or expired after the window was listed") from exc
     mask = pc.not_equal(table["arm"], "shadow")  # shadow rows were never served
     if start is not None:
         mask = pc.and_(
