@@ -1,6 +1,7 @@
 """A model driftloop logs loads and predicts with `mlflow.pyfunc.load_model` in a fresh environment that holds
 only the model's own requirements (built with uv, no driftloop), and answers what driftloop answers: the
-class and per-class probabilities, for a LightGBM model and for an ensemble with a categorical feature.
+class and per-class probabilities, for a LightGBM model, a scikit-learn model and an ensemble with a
+categorical feature.
 
 Its models are logged to a throwaway SQLite MLflow of its own, whatever the run's backend: it runs once,
 in the SQLite pass.
@@ -55,8 +56,9 @@ print(json.dumps(out))
 def models(
     tmp_path_factory: pytest.TempPathFactory, red: pd.DataFrame, white: pd.DataFrame
 ) -> Iterator[tuple[dict[str, Path], pd.DataFrame]]:
-    """A LightGBM model on the numeric features and an ensemble (LightGBM + logistic regression) with the
-    categorical `colour`, logged by driftloop and downloaded as model folders."""
+    """A LightGBM model on the numeric features, and an ensemble (LightGBM + logistic regression) and a
+    logistic regression alone with the categorical `colour`, logged by driftloop and downloaded as model
+    folders."""
     root = tmp_path_factory.mktemp("portable")
     both = pd.concat([red.assign(colour="red"), white.assign(colour="white")], ignore_index=True)
     frame = both.sample(1500, random_state=0).reset_index(drop=True)  # small: fast to fit and to log
@@ -77,6 +79,11 @@ def models(
     bundles = {
         "lightgbm": ModelBundle(single, booster, "lightgbm"),
         "ensemble": ModelBundle(mixed, Ensemble(members, "multiclass", len(classes)), "ensemble"),
+        # A single scikit-learn model (what `train` picks when the linear family wins): its pyfunc flavor
+        # names its file under model_path, not data, so MLflow hands the loader the model folder itself.
+        "linear": ModelBundle(
+            mixed, linear.build(linear.defaults(problem)[0], problem, 2).fit(X2, y), "sklearn"
+        ),
     }
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
@@ -104,7 +111,8 @@ def test_a_model_predicts_in_a_fresh_environment_with_only_its_requirements(
         assert not any(f.endswith((".pkl", ".pickle", ".cloudpickle")) for f in files), files
     wanted = (folders["ensemble"] / "requirements.txt").read_text().split()
     # The ensemble needs all that the LightGBM model needs, and skops: one environment serves both.
-    assert set((folders["lightgbm"] / "requirements.txt").read_text().split()) <= set(wanted)
+    for single in ("lightgbm", "linear"):
+        assert set((folders[single] / "requirements.txt").read_text().split()) <= set(wanted)
     venv = tmp_path / "venv"
     uv = shutil.which("uv")
     assert uv is not None

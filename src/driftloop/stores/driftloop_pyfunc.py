@@ -181,10 +181,15 @@ def load_model(root: Path | str) -> PortableModel:
 
 
 def _load_pyfunc(data_path: str) -> PortableModel:
-    """MLflow's `loader_module` hook. `data_path` is the native file at the model's root (`model.lgb`,
-    `model.skops`) or an ensemble's `data/ensemble` folder."""
-    data = Path(data_path)
-    return load_model(data.parent if data.is_file() else data.parents[1])
+    """MLflow's `loader_module` hook. `data_path` is the `python_function` flavor's `data` joined to the model
+    folder (the native `model.lgb` file, an ensemble's `data/ensemble` folder) or, for a flavor that names its
+    file under another key (sklearn's `model_path: model.skops`), the model folder itself: the model folder is
+    the nearest one holding an MLmodel file."""
+    data = Path(data_path).resolve()
+    for folder in (data, *data.parents):
+        if (folder / "MLmodel").is_file():
+            return load_model(folder)
+    raise ValueError(f"no MLmodel file in {data_path} or above it")
 
 
 # -- the category rule of driftloop.kinds (a copy: this file must not import driftloop) ---------------------
