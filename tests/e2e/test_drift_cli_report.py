@@ -153,3 +153,24 @@ def test_drift_cli_on_messy_column_types(tmp_path: Path) -> None:
     assert (cols["level"]["kind"], cols["level"]["drift"]) == ("numeric", True)
     assert cols["code"]["drift"] is None and cols["code"]["error"].startswith("values of more than one type")
     assert data["drift"]["n_tested"] == 3 and data["drift"]["n_drifted"] == 3
+
+
+def test_multivariate_flag_finds_a_flipped_correlation_the_columns_hide(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    def table(seed: int, correlation: float) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=2000)
+        y = correlation * x + np.sqrt(1 - correlation**2) * rng.normal(size=2000)
+        return pd.DataFrame({"x": x, "y": y, "z": rng.normal(size=2000)})
+
+    table(0, 0.9).to_csv(tmp_path / "ref.csv", index=False)
+    table(1, -0.9).to_csv(tmp_path / "cur.csv", index=False)
+    proc = run_cli("drift", "ref.csv", "cur.csv", "--multivariate", "--json", "r.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    jsonschema.validate(report, load_schema())
+    assert report["drift"]["dataset_drift"] is False
+    assert [m["drift"] for m in report["multivariate"]] == [True, True]
+    assert "multivariate domain_classifier" in proc.stdout and "driven by" in proc.stdout

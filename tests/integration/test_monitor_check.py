@@ -206,3 +206,43 @@ def test_feedback_matching_no_prediction_is_counted_shown_and_exported(
 
     print_performance(result.to_dict()["performance"])
     assert "unmatched feedback: 3 label(s)" in capsys.readouterr().out
+
+
+def test_multivariate_pass_catches_broken_dependence_that_column_tests_miss(
+    tmp_path: Path, red: pd.DataFrame, features: list[FeatureSpec]
+) -> None:
+    # Fixed acidity moves with density, citric acid and pH in red wine; shuffling it within the window keeps
+    # its distribution (and every other column's) and breaks all of that.
+    mon = MonitoringConfig(multivariate=True)
+    reference = red.sample(1200, random_state=1)
+    state = ReferenceState.build(
+        reference, features, task="multiclass", monitoring=mon, target="quality", classes=[5, 6, 7],
+        model_name="wine", model_version="1",
+    )  # fmt: skip
+    window = red.drop(reference.index).sample(399, random_state=2)
+    shuffled = window.assign(
+        **{"fixed acidity": np.random.default_rng(3).permutation(window["fixed acidity"].to_numpy())}
+    )
+    write_predictions(tmp_path, window, features, ts=NOW)
+    later = NOW + timedelta(hours=2)
+    write_predictions(tmp_path, shuffled, features, ts=later, seed=1)
+
+    calm = run(tmp_path, state, NOW - timedelta(minutes=5), NOW + timedelta(minutes=5), mon)
+    broken = run(tmp_path, state, later - timedelta(minutes=5), later + timedelta(minutes=5), mon)
+    assert calm.drift is not None and broken.drift is not None
+    # Every column holds the same values in both windows: the column tests give the same verdicts.
+    assert [c.statistic for c in broken.drift.columns] == [c.statistic for c in calm.drift.columns]
+    assert [m.drift for m in calm.multivariate] == [False, False]
+    classifier = broken.multivariate[0]
+    assert classifier.method == "domain_classifier" and classifier.drift
+    assert classifier.drivers[0]["feature"] == "fixed acidity"
+    assert broken.to_dict()["multivariate"][0]["drift"] is True
+    # Off by default: a pass costs no classifier unless asked.
+    assert run(tmp_path, state_without(red, features), later, later + timedelta(minutes=5)).multivariate == []
+
+
+def state_without(red: pd.DataFrame, features: list[FeatureSpec]) -> ReferenceState:
+    return ReferenceState.build(
+        red.sample(500, random_state=4), features, task="multiclass", monitoring=MonitoringConfig(),
+        model_name="wine", model_version="1",
+    )  # fmt: skip

@@ -60,3 +60,14 @@ def test_missing_data_file_is_a_config_error(tmp_path: Path) -> None:
 def test_rollout_steps_must_end_at_full_traffic() -> None:
     with pytest.raises(ConfigError, match="loop.rollout.steps"):
         config_from_dict({"data": {"target": "y"}, "loop": {"rollout": {"steps": [0.1, 0.5]}}}, environ={})
+
+
+def test_a_multivariate_trigger_without_multivariate_monitoring_is_refused(tmp_path: Path) -> None:
+    raw = {"data": {"target": "quality"}, "loop": {"triggers": [{"kind": "multivariate_drift"}]}}
+    with pytest.raises(ConfigError) as refused:
+        config_from_dict(raw, base_dir=tmp_path, environ={})
+    assert refused.value.problems == [
+        "loop.triggers: a multivariate_drift trigger needs monitoring.multivariate: true "
+        "(else no pass computes it and the trigger could never fire)"
+    ]
+    config_from_dict({**raw, "monitoring": {"multivariate": True}}, base_dir=tmp_path, environ={})

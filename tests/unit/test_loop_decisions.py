@@ -188,3 +188,17 @@ def test_errors_at_full_traffic_roll_back_although_the_champion_serves_nothing()
     assert d.action == "rollback" and "error rate" in d.reason
     rare = ArmStats(requests=300, errors=1, p95_latency_ms=2.0, labeled=120, metric=0.6)
     assert decide(CFG, 2, no_champion_traffic, rare, 30, regression=False).action == "promote"
+
+
+def test_multivariate_trigger_fires_on_any_method_and_names_it() -> None:
+    trig = [TriggerConfig(kind="multivariate_drift")]
+    calm = signals(
+        multivariate=(("domain_classifier", 0.52, 0.56, False), ("pca_reconstruction", 1.6, 1.8, False))
+    )
+    assert not evaluate_triggers(trig, calm, {})[0].fired
+    moved = signals(
+        multivariate=(("domain_classifier", 0.81, 0.56, True), ("pca_reconstruction", 1.7, 1.8, False))
+    )
+    (fired,) = evaluate_triggers(trig, moved, {})
+    assert fired.fired and "domain_classifier 0.810 > 0.560" in fired.reason
+    assert not evaluate_triggers(trig, signals(), {})[0].fired  # monitoring computed none

@@ -36,6 +36,14 @@ def drift(
         Path | None,
         typer.Option("--config", "-c", help="driftloop.yaml whose monitoring.columns overrides apply."),
     ] = None,
+    multivariate: Annotated[
+        bool,
+        typer.Option(
+            "--multivariate",
+            help="Also test the joint distribution: a domain classifier (ROC AUC) and PCA reconstruction error, "
+            "with the features that drive each.",
+        ),
+    ] = False,
 ) -> None:
     """Compare CURRENT with REFERENCE column by column, with Evidently's default drift tests and thresholds."""
     from driftloop.monitor.drift import ColumnOverride
@@ -53,8 +61,11 @@ def drift(
         if not 0 < drift_share <= 1:
             raise UserError(f"--drift-share must be in (0, 1], got {drift_share}")
         share = drift_share
-    report = compare_files(reference, current, drift_share=share, overrides=overrides)
+    report = compare_files(
+        reference, current, drift_share=share, overrides=overrides, multivariate=multivariate
+    )
     _print_drift(report["drift"], report.get("skipped", {}))
+    print_multivariate(report.get("multivariate") or [])
     _write(report, json_out, html_out, write_json, write_html)
 
 
@@ -124,9 +135,21 @@ def monitor(
     if check.quality is not None and not check.quality.passed:
         for problem in check.quality.problems:
             console.print(f"[red]data quality:[/] {problem}")
+    print_multivariate(report.get("multivariate") or [])
     print_performance(report.get("performance") or {})
     print_cost(report.get("cost") or [])
     _write(report, json_out, html_out, write_json, write_html)
+
+
+def print_multivariate(results: list[dict]) -> None:
+    """One line per method: statistic against threshold, verdict, and the features that drive it."""
+    for m in results:
+        verdict = "[red]drift[/]" if m["drift"] else "[green]no drift[/]"
+        drivers = ", ".join(f"{d['feature']} {d['share']:.0%}" for d in m["drivers"][:3])
+        console.print(
+            f"multivariate {m['method']}: {m['statistic']:.3f} (threshold {m['threshold']:.3f}) {verdict}"
+            + (f"; driven by {drivers}" if drivers else "")
+        )
 
 
 def print_cost(cost: list[dict]) -> None:

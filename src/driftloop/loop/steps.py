@@ -82,6 +82,7 @@ def signals_from_check(check: Any, cfg: Config, now: datetime) -> Signals:
         drifted_features=frozenset()
         if drift is None
         else frozenset(c.column for c in drift.tested if c.drift),
+        multivariate=tuple((m.method, m.statistic, m.threshold, m.drift) for m in check.multivariate),
         metric=check.metric_name or "",
         live_metric=check.champion_metric,
         reference_metric=check.reference_metric,

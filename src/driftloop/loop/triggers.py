@@ -1,4 +1,5 @@
-"""Retraining triggers: dataset drift, drift of named features, a metric drop, a schedule, new labels.
+"""Retraining triggers: dataset drift, drift of named features, multivariate drift, a metric drop, a schedule,
+new labels.
 
 Each trigger is configured from `loop.triggers`, then `evaluate(signals, last_fired)` says whether it fires
 and why. Cool-downs are computed from when the trigger last fired (read from the event log by the caller),
@@ -24,6 +25,8 @@ class Signals:
     dataset_drift: bool | None = None
     drift_share: float | None = None
     drifted_features: frozenset[str] = frozenset()
+    multivariate: tuple[tuple[str, float, float, bool], ...] = ()
+    """Per multivariate method (monitoring.multivariate): (method, statistic, threshold, drift)."""
     metric: str = ""
     live_metric: float | None = None
     """The champion's metric on labeled production rows in the window."""
@@ -82,6 +85,15 @@ class Trigger:
         if hit:
             return True, f"drift in {', '.join(hit)}", {"features": hit}
         return False, f"no drift in {', '.join(self.cfg.features) or '(no features named)'}", {}
+
+    def _multivariate_drift(self, s: Signals, _last: datetime | None) -> tuple[bool, str, dict[str, Any]]:
+        if s.no_data or not s.multivariate:
+            return False, "no multivariate result in the window", {}
+        evidence = {m: {"statistic": v, "threshold": t, "drift": d} for m, v, t, d in s.multivariate}
+        hit = [f"{m} {v:.3f} > {t:.3f}" for m, v, t, d in s.multivariate if d]
+        if hit:
+            return True, "multivariate drift: " + "; ".join(hit), evidence
+        return False, "no multivariate drift", evidence
 
     def _metric_drop(self, s: Signals, _last: datetime | None) -> tuple[bool, str, dict[str, Any]]:
         if s.live_metric is None or s.reference_metric is None:

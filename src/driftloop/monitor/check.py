@@ -23,6 +23,7 @@ from driftloop.kinds import bool_key, category_key
 from driftloop.monitor.cost import ArmCost, serving_cost
 from driftloop.monitor.drift import ColumnDrift, ColumnOverride, ColumnSpec, DriftDetector, DriftResult
 from driftloop.monitor.logwindow import Window, read_labeled, read_window
+from driftloop.monitor.multivariate import MultivariateResult, multivariate_drift
 from driftloop.monitor.performance import PerformanceResult, evaluate_performance
 from driftloop.monitor.quality import (
     FeatureProfile,
@@ -87,6 +88,8 @@ class ReferenceState:
     target_detector: DriftDetector | None = None
     metric_name: str | None = None
     reference_metric: float | None = None
+    joint_reference: pd.DataFrame | None = None
+    """The reference features for multivariate drift (`monitoring.multivariate`), else None."""
 
     @classmethod
     def build(
@@ -133,6 +136,7 @@ class ReferenceState:
             profiles=profile_features(features, reference),
             prediction_detector=pred,
             target_detector=tgt,
+            joint_reference=_frame_for(specs, reference) if monitoring.multivariate else None,
             metric_name=metric_name,
             reference_metric=reference_metric,
         )
@@ -160,6 +164,8 @@ class CheckResult:
     last_rows: int | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    multivariate: list[MultivariateResult] = field(default_factory=list)
+    """Joint-distribution drift (`monitoring.multivariate`): one result per method, empty when off."""
     cost: list[ArmCost] = field(default_factory=list)
     """Serving cost per version, arm and source over the window (shadow scoring included)."""
 
@@ -202,6 +208,7 @@ class CheckResult:
                 "reference": self.reference_metric,
             },
             "alerts": self.alerts,
+            "multivariate": [m.to_dict() for m in self.multivariate],
             "cost": [c.to_dict() for c in self.cost],
         }
 
@@ -244,7 +251,10 @@ def evaluate_window(
     if n:
         result.quality = check_quality(feature_frame, state.profiles, limits)
     if status == "ok":
-        result.drift = state.detector.evaluate(_frame_for(state.features, feature_frame))
+        current = _frame_for(state.features, feature_frame)
+        result.drift = state.detector.evaluate(current)
+        if state.joint_reference is not None:
+            result.multivariate = multivariate_drift(state.joint_reference, current, state.features)
         if state.prediction_detector is not None:
             served = (
                 rows[rows["model_version"].astype(str) == str(state.model_version)]

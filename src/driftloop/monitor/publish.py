@@ -62,6 +62,9 @@ def mlflow_metrics(result: CheckResult) -> dict[str, float]:
     for name, edge in (("prediction", result.prediction_drift), ("target", result.target_drift)):
         if edge is not None and edge.statistic is not None:
             out[f"{name}_drift_score"] = edge.statistic
+    for m in result.multivariate:
+        out[f"multivariate_score.{m.method}"] = m.statistic
+        out[f"multivariate_drift.{m.method}"] = float(m.drift)
     if result.quality is not None:
         out["quality_passed"] = float(result.quality.passed)
     if result.performance is not None:
@@ -146,6 +149,18 @@ def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
                 "Length of the last monitoring pass's window",
                 registry=registry,
             ),
+            "joint": Gauge(
+                "driftloop_multivariate_drift_score",
+                "Multivariate drift statistic per method (domain classifier: ROC AUC; PCA: mean reconstruction error)",
+                ["method"],
+                registry=registry,
+            ),
+            "joint_drift": Gauge(
+                "driftloop_multivariate_drift",
+                "1 if the method says the joint distribution drifted",
+                ["method"],
+                registry=registry,
+            ),
             "cpu": Gauge(
                 "driftloop_predict_cpu_ms_per_1k",
                 "Model CPU milliseconds per 1,000 predictions in the last monitoring window",
@@ -179,6 +194,9 @@ def export_gauges(result: CheckResult, registry: CollectorRegistry = REGISTRY) -
         if drift.share is not None:
             g["share"].set(drift.share)
             g["dataset"].set(float(bool(drift.dataset_drift)))
+    for m in result.multivariate:
+        g["joint"].labels(m.method).set(m.statistic)
+        g["joint_drift"].labels(m.method).set(float(m.drift))
     g["cpu"].clear()
     for c in result.cost:
         if c.cpu_ms_per_1k is not None:

@@ -69,6 +69,10 @@ def render_html(report: dict[str, Any]) -> str:
         if col and col.get("distribution"):
             parts.append(f"<h2>{label}</h2>")
             parts.append(_figure(_distribution_figure(col["column"], col)))
+    joint = report.get("multivariate")
+    if joint:
+        parts.append("<h2>Multivariate drift</h2>")
+        parts.append(_multivariate_table(joint))
     quality = report.get("quality")
     if quality:
         parts.append("<h2>Data quality</h2>")
@@ -193,6 +197,19 @@ def _performance_table(performance: dict[str, Any]) -> str:
     head = "<tr><th>model version</th><th>arm</th><th>labeled rows</th><th>metrics (95% CI)</th></tr>"
     extra = f"<p>Labels for unknown request ids: {performance.get('unknown_labels', 0)}</p>"
     return f"<table>{head}{''.join(rows)}</table>{extra}"
+
+
+def _multivariate_table(results: list[dict[str, Any]]) -> str:
+    rows = []
+    for m in results:
+        drivers = ", ".join(f"{html.escape(d['feature'])} {d['share']:.0%}" for d in m["drivers"][:5])
+        verdict = '<td class="drift">drift</td>' if m["drift"] else '<td class="ok">no drift</td>'
+        rows.append(
+            f"<tr><td>{html.escape(m['method'])}</td><td>{_fmt(m['statistic'])}</td>"
+            f"<td>{_fmt(m['threshold'])}</td>{verdict}<td>{drivers}</td></tr>"
+        )
+    head = "<tr><th>method</th><th>statistic</th><th>threshold</th><th>verdict</th><th>driven by</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>"
 
 
 def _cost_table(cost: list[dict[str, Any]]) -> str:

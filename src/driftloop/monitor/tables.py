@@ -94,8 +94,10 @@ def compare_files(
     *,
     drift_share: float = 0.5,
     overrides: dict[str, ColumnOverride] | None = None,
+    multivariate: bool = False,
 ) -> dict:
-    """The `driftloop drift` report: per-column drift of CURRENT against REFERENCE, kinds inferred."""
+    """The `driftloop drift` report: per-column drift of CURRENT against REFERENCE, kinds inferred; with
+    `multivariate`, the joint distribution too (monitor/multivariate.py)."""
     from datetime import UTC, datetime
 
     reference = read_table(reference_path)
@@ -111,6 +113,11 @@ def compare_files(
     except (KeyError, ValueError) as exc:
         raise DataError(f"monitoring.columns: {exc.args[0]}") from None
     result = detector.evaluate(current)
+    joint = []
+    if multivariate:
+        from driftloop.monitor.multivariate import multivariate_drift
+
+        joint = [m.to_dict() for m in multivariate_drift(reference, current, specs)]
     return {
         "kind": "drift",
         "schema_version": 1,
@@ -119,4 +126,5 @@ def compare_files(
         "current": {"path": str(current_path), "rows": len(current)},
         "drift": result.to_dict(),
         "skipped": skipped,
+        **({"multivariate": joint} if multivariate else {}),
     }
