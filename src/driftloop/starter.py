@@ -165,6 +165,7 @@ def render(report: StarterReport, target: str, data_path: Path, config_dir: Path
         "monitoring:",
         "  window: 1h",
         "  drift_share: 0.5",
+        "  multivariate: false       # true: also test the joint distribution (domain classifier, PCA; ~1 s a pass)",
         "",
     ]
     return "\n".join(lines)
