@@ -7,8 +7,9 @@ import pytest
 from scipy import stats
 
 from driftloop.config import RolloutConfig, TriggerConfig
-from driftloop.loop.rollout import ArmStats, always_valid_p, decide, mean_worse, proportion_worse
+from driftloop.loop.rollout import ArmStats, decide, mean_worse, proportion_worse
 from driftloop.loop.triggers import Signals, evaluate_triggers
+from driftloop.sequential import always_valid_p
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -54,4 +54,39 @@ def test_parse_feedback_names_every_bad_item() -> None:
         parse_feedback(body, rule=BINARY)
     assert raised.value.status == 422
     assert [p["loc"] for p in raised.value.problems] == ["feedback[1].label", "feedback[2].label"]
-    assert parse_feedback([{"request_id": "a", "label": "1"}], rule=BINARY) == (["a"], ["1"])
+    fb = parse_feedback([{"request_id": "a", "label": "1"}], rule=BINARY)
+    assert (fb.ids, fb.labels, fb.outcome_ids) == (["a"], ["1"], [])
+
+
+def test_feedback_carries_named_outcomes_with_or_without_a_label() -> None:
+    body = [
+        {"request_id": "a", "label": "1", "outcomes": {"conversion": 1, "revenue": 12.5}},
+        {"request_id": "b", "outcomes": {"conversion": 0}},
+    ]
+    fb = parse_feedback(body, rule=BINARY)
+    assert (fb.ids, fb.labels) == (["a"], ["1"])  # b carries no label: no label row
+    assert list(zip(fb.outcome_ids, fb.outcome_names, fb.outcome_values, strict=True)) == [
+        ("a", "conversion", 1),
+        ("a", "revenue", 12.5),
+        ("b", "conversion", 0),
+    ]
+    assert fb.accepted == 2
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "loc", "msg"),
+    [
+        ({}, "outcomes", "must be an object of named numbers"),
+        ([1], "outcomes", "must be an object of named numbers"),
+        ({"conversion": True}, "outcomes.conversion", "must be a finite number, got True"),
+        ({"revenue": "12"}, "outcomes.revenue", "must be a finite number, got '12'"),
+        ({"revenue": float("nan")}, "outcomes.revenue", "must be a finite number"),
+        ({"1st": 1}, "outcomes", "'1st' is not an outcome name"),
+        ({"a b": 1}, "outcomes", "'a b' is not an outcome name"),
+    ],
+)
+def test_bad_outcomes_are_named(outcomes: object, loc: str, msg: str) -> None:
+    with pytest.raises(RequestRejected) as raised:
+        parse_feedback({"request_id": "a", "outcomes": outcomes}, rule=BINARY)
+    (problem,) = raised.value.problems
+    assert problem["loc"] == loc and problem["msg"].startswith(msg), problem

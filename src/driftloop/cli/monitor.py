@@ -141,6 +141,89 @@ def monitor(
     _write(report, json_out, html_out, write_json, write_html)
 
 
+def experiment(
+    ctx: typer.Context,
+    outcome: Annotated[str, typer.Argument(help="The outcome name clients report with their feedback.")],
+    window: Annotated[str, typer.Option(help="Requests served this far back: 30m, 1h, 7d.")] = "7d",
+    min_lift: Annotated[
+        float,
+        typer.Option(help="The smallest lift worth finding (outcome units: 0.01 = one point of conversion)."),
+    ] = 0.01,
+    missing: Annotated[
+        str, typer.Option(help="zero: a request with no report counts as 0; skip: it is left out.")
+    ] = "zero",
+    json_out: JsonOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """A/B on a business outcome: each arm's mean with its interval, and a sequential verdict you may peek at."""
+    import json
+    from datetime import UTC, datetime
+
+    from driftloop.config import load_config
+    from driftloop.monitor.experiment import compare, outcome_by_arm
+    from driftloop.stores import open_stores
+    from driftloop.timeutil import parse_duration
+
+    if missing not in ("zero", "skip"):
+        raise UserError(f"--missing must be zero or skip, got {missing!r}")
+    if not min_lift > 0:
+        raise UserError(f"--min-lift must be > 0, got {min_lift}")
+    span = parse_duration(window)
+    root_obj = ctx.find_root().obj if ctx is not None else None
+    path = config or ((root_obj or {}).get("config") if isinstance(root_obj, dict) else None)
+    cfg = load_config(path)
+    stores = open_stores(cfg)
+    try:
+        dep = stores.metadata.get_deployment(stores.model_name)
+        now = datetime.now(UTC)
+        arms = outcome_by_arm(
+            stores.log_dir,
+            stores.model_name,
+            outcome,
+            start=now - span,
+            end=None,
+            missing=missing,  # type: ignore[arg-type]
+        )
+    finally:
+        stores.close()
+    report: dict = {
+        "outcome": outcome,
+        "window": window,
+        "missing": missing,
+        "arms": [a.to_dict() for a in arms],
+    }
+    for a in arms:
+        low, high = a.interval()
+        console.print(
+            f"v{a.model_version} {a.arm}: {a.requests} requests ({a.reported} reported), "
+            f"{outcome} {a.mean:.4g} [{low:.4g}, {high:.4g}]"
+        )
+    champion = next((a for a in arms if a.arm == "champion" and a.model_version == dep.champion), None)
+    challenger = next((a for a in arms if a.arm == "challenger" and a.model_version == dep.challenger), None)
+    if champion is None or challenger is None:
+        console.print(
+            "[yellow]no comparison[/]: the champion and the challenger of the current deployment "
+            "have not both served requests in the window"
+        )
+        report["comparison"] = None
+    else:
+        c = compare(outcome, champion, challenger, min_lift=min_lift)
+        report["comparison"] = c.to_dict()
+        console.print(
+            f"lift {c.lift:+.4g} (challenger v{challenger.model_version} - champion v{champion.model_version}): "
+            f"[bold]{c.verdict}[/] (always-valid p: better {c.p_better:.3g}, worse {c.p_worse:.3g})"
+        )
+        if c.needed_per_arm is not None:
+            console.print(
+                f"to find a lift of {min_lift:g} with 80% power: {c.needed_per_arm} requests per arm"
+                + (f", {c.more_per_arm} more" if c.more_per_arm else " (reached)")
+            )
+    if json_out is not None:
+        from driftloop.monitor.report import write_atomic
+
+        write_atomic(json_out, json.dumps(report, indent=2, default=str))
+
+
 def print_multivariate(results: list[dict]) -> None:
     """One line per method: statistic against threshold, verdict, and the features that drive it."""
     for m in results:
@@ -207,6 +290,7 @@ def _print_drift(drift: dict, skipped: dict[str, str]) -> None:
 
 app.command("drift")(drift)
 app.command("monitor")(monitor)
+app.command("experiment")(experiment)
 
 
 def main() -> None:

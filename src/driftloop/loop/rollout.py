@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from driftloop.config import RolloutConfig
+from driftloop.sequential import EFFECT_SD, always_valid_p
 
 Action = Literal["hold", "advance", "promote", "rollback"]
 
@@ -46,31 +47,6 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-#: The mixing prior's spread, in units of one row's standard deviation (a "small" standardized effect): the
-#: sequential tests below are most sensitive to differences of about this size, and valid for any.
-EFFECT_SD = 0.2
-
-
-def always_valid_p(theta_hat: float, variance: float, tau: float) -> float:
-    """One-sided p-value of H0: theta <= 0 that stays valid however often it is looked at.
-
-    `theta_hat` is an estimate of theta with the given variance (normal approximation). This is the mixture
-    sequential probability ratio test (Robbins; Johari et al., "Peeking at A/B tests", KDD 2017) with a
-    N(0, tau^2) mixing prior: under H0 the likelihood ratio is a martingale, so the chance that 1/ratio ever
-    falls below alpha over all looks is at most alpha. A fixed-sample z-test checked at every controller pass
-    is not: with equally good models the canary rolled back about one time in seven.
-    """
-    if theta_hat <= 0:
-        return 1.0
-    if variance <= 0:
-        return 0.0
-    t2 = tau**2
-    log_ratio = 0.5 * math.log(variance / (variance + t2)) + t2 * theta_hat**2 / (
-        2 * variance * (variance + t2)
-    )
-    return float(min(1.0, math.exp(-log_ratio)))
 
 
 def proportion_worse(p_bad_ch: float, n_ch: int, p_bad_cp: float, n_cp: int, margin: float = 0.0) -> float:

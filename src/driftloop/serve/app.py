@@ -38,8 +38,16 @@ from driftloop.serve.validation import (
     check_prediction,
     decode_json,
 )
+from driftloop.stores.logfiles import KINDS
 from driftloop.stores.metadata import MetadataStore
-from driftloop.stores.predlog import ErrorEntry, FeedbackEntry, LogWriter, PredictionEntry, now_us
+from driftloop.stores.predlog import (
+    ErrorEntry,
+    FeedbackEntry,
+    LogWriter,
+    OutcomeEntry,
+    PredictionEntry,
+    now_us,
+)
 
 log = logging.getLogger(__name__)
 JSON = "application/json"
@@ -117,7 +125,7 @@ class Service:
                 on_depth=self.metrics.log_queue_rows.labels(kind).set,
                 on_quarantine=self.metrics.log_quarantined.labels(kind).inc,
             )
-            for kind in ("predictions", "feedback", "errors")
+            for kind in KINDS
         }
         self._reported: set[tuple[str, str, str]] = set()
         self.batcher = MicroBatcher()
@@ -400,17 +408,18 @@ class Service:
             if state is None:
                 raise RequestRejected(503, "no model loaded yet: see /readyz")
             body = await self.read_json(request)
-            ids, labels = routes.parse_feedback(body, rule=_label_rule(state, self._label_rules))
+            fb = routes.parse_feedback(body, rule=_label_rule(state, self._label_rules))
         except RequestRejected as exc:
             return error(exc)
-        accepted = self.writers["feedback"].put(
-            FeedbackEntry(
-                request_ids=ids, labels=labels, regression=state.champion.regression, ts_us=now_us()
-            )
-        )
-        if not accepted:
+        ts = now_us()
+        regression = state.champion.regression
+        if fb.ids and not self.writers["feedback"].put(FeedbackEntry(fb.ids, fb.labels, regression, ts)):
             return json_response({"detail": "feedback log is full, try again"}, 503)
-        return json_response({"accepted": len(ids)})
+        if fb.outcome_ids and not self.writers["outcomes"].put(
+            OutcomeEntry(fb.outcome_ids, fb.outcome_names, fb.outcome_values, ts)
+        ):
+            return json_response({"detail": "outcome log is full, try again"}, 503)
+        return json_response({"accepted": fb.accepted})
 
 
 def _label_rule(state: ServingState, cache: list[tuple[ServingState, LabelRule]]) -> LabelRule:

@@ -8,6 +8,9 @@ the predict record schema is built from the model being served when /openapi.jso
 
 from __future__ import annotations
 
+import math
+import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
@@ -102,12 +105,47 @@ class Rollback(BaseModel):
     reason: str = Field("", max_length=500)
 
 
-def parse_feedback(body: Any, *, rule: LabelRule) -> tuple[list[str], list[Any]]:
-    """`{"request_id", "label"}`, a list of them, or `{"feedback": [...]}` -> ids and labels.
+#: Outcome names: an identifier of at most 64 characters (it becomes a key in reports and metric names).
+OUTCOME_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+MAX_OUTCOMES = 20
 
-    Labels follow `rule` (see serve.labels). Whether a request id belongs to a logged prediction is not
-    looked up here (a log query per item on this route): the monitoring pass joins feedback with the
-    predictions and reports the unmatched ones.
+
+@dataclass
+class Feedback:
+    """What one /v1/feedback body carried: labels, and named business outcomes, of earlier request ids."""
+
+    ids: list[str] = field(default_factory=list)
+    labels: list[Any] = field(default_factory=list)
+    outcome_ids: list[str] = field(default_factory=list)
+    outcome_names: list[str] = field(default_factory=list)
+    outcome_values: list[float] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.ids) + len(set(self.outcome_ids) - set(self.ids))
+
+
+def _outcome_problems(outcomes: Any, at: str) -> list[dict[str, str]]:
+    if not isinstance(outcomes, dict) or not outcomes:
+        return [{"loc": at, "msg": 'must be an object of named numbers, e.g. {"conversion": 1}'}]
+    if len(outcomes) > MAX_OUTCOMES:
+        return [{"loc": at, "msg": f"{len(outcomes)} outcomes; the limit is {MAX_OUTCOMES}"}]
+    problems = []
+    for name, value in outcomes.items():
+        if not OUTCOME_NAME.fullmatch(name):
+            problems.append({"loc": at, "msg": f"{name[:80]!r} is not an outcome name (letters, digits, _)"})
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            problems.append({"loc": _join(at, name), "msg": f"must be a finite number, got {value!r:.80}"})
+    return problems
+
+
+def parse_feedback(body: Any, *, rule: LabelRule) -> Feedback:
+    """`{"request_id", "label", "outcomes"}`, a list of them, or `{"feedback": [...]}` -> a Feedback.
+
+    An item carries a label, named outcomes (`{"conversion": 1, "revenue": 12.5}`), or both. Labels follow
+    `rule` (see serve.labels). Whether a request id belongs to a logged prediction is not looked up here (a
+    log query per item on this route): the monitoring pass joins feedback with the predictions and reports
+    the unmatched ones.
     """
     if isinstance(body, dict) and "feedback" in body:
         if set(body) != {"feedback"}:
@@ -127,31 +165,39 @@ def parse_feedback(body: Any, *, rule: LabelRule) -> tuple[list[str], list[Any]]
         raise RequestRejected(422, "no feedback items")
     if len(items) > MAX_FEEDBACK:
         raise RequestRejected(413, f"{len(items)} feedback items; the limit is {MAX_FEEDBACK}")
-    ids: list[str] = []
-    labels: list[Any] = []
+    out = Feedback()
     problems: list[dict[str, str]] = []
     for i, item in enumerate(items):
         at = "" if where is None else f"{where}[{i}]"
         if not isinstance(item, dict):
             problems.append({"loc": at or "body", "msg": "must be an object with request_id and label"})
             continue
-        for k in sorted(set(item) - {"request_id", "label"}):
+        for k in sorted(set(item) - {"request_id", "label", "outcomes"}):
             problems.append({"loc": _join(at, k), "msg": "is not a known key"})
-        rid, label = item.get("request_id"), item.get("label")
+        rid = item.get("request_id")
         if not isinstance(rid, str) or not 0 < len(rid) <= 200:
             problems.append(
                 {"loc": _join(at, "request_id"), "msg": "must be a string of 1 to 200 characters"}
             )
-        wrong = rule.problem(label)
-        if wrong is not None:
-            problems.append({"loc": _join(at, "label"), "msg": wrong})
-        ids.append(rid)  # type: ignore[arg-type]  # not a str only when a problem was recorded above
-        labels.append(label)
+        outcomes = item.get("outcomes")
+        if outcomes is not None:
+            problems.extend(_outcome_problems(outcomes, _join(at, "outcomes")))
+        if "label" in item or outcomes is None:  # an item without outcomes is a label
+            wrong = rule.problem(item.get("label"))
+            if wrong is not None:
+                problems.append({"loc": _join(at, "label"), "msg": wrong})
+            out.ids.append(rid)  # type: ignore[arg-type]  # not a str only when a problem was recorded above
+            out.labels.append(item.get("label"))
+        if isinstance(outcomes, dict):
+            for name, value in outcomes.items():
+                out.outcome_ids.append(rid)  # type: ignore[arg-type]
+                out.outcome_names.append(name)
+                out.outcome_values.append(value)
         if len(problems) >= 50:
             break
     if problems:
         raise RequestRejected(422, "invalid request", problems[:50])
-    return ids, labels
+    return out
 
 
 def _join(prefix: str, key: str) -> str:
@@ -427,8 +473,19 @@ def _component_schemas(spec: Any, closed: bool, joins: tuple[tuple[str, str], ..
     label = {"type": ["string", "number"]}
     item = {
         "type": "object",
-        "properties": {"request_id": {"type": "string"}, "label": label},
-        "required": ["request_id", "label"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "label": label,
+            "outcomes": {
+                "type": "object",
+                "description": "named business outcomes of the request (conversion 0/1, revenue): "
+                "see `driftloop experiment`",
+                "additionalProperties": {"type": "number"},
+                "maxProperties": MAX_OUTCOMES,
+            },
+        },
+        "required": ["request_id"],
+        "anyOf": [{"required": ["label"]}, {"required": ["outcomes"]}],
         "additionalProperties": False,
     }
     return {

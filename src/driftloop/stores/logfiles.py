@@ -32,8 +32,8 @@ from typing import Literal, TypeVar
 
 import pyarrow.parquet as pq
 
-LogKind = Literal["predictions", "feedback", "errors"]
-KINDS: tuple[LogKind, ...] = ("predictions", "feedback", "errors")
+LogKind = Literal["predictions", "feedback", "errors", "outcomes"]
+KINDS: tuple[LogKind, ...] = ("predictions", "feedback", "errors", "outcomes")
 COMPACT_PREFIX = "compact-"
 REPLACES_KEY = b"driftloop.replaces"
 PRUNED_KEY = b"driftloop.pruned"

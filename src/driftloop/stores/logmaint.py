@@ -164,7 +164,7 @@ def expire(
             for part in partitions(log_dir, kind, end=cutoff):
                 if part.end > cutoff or not part.names():
                     continue  # not wholly expired, or a day folder with no legacy files of its own
-                if kind == "errors" or not needed(part):
+                if kind in ("errors", "outcomes") or not needed(part):
                     _delete_partition(part)
                     result.partitions_expired += 1
                     continue

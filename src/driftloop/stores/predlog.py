@@ -59,7 +59,7 @@ from driftloop.stores.logfiles import (
 
 log = logging.getLogger(__name__)
 
-PREFIX: dict[str, str] = {"predictions": "pred", "feedback": "fb", "errors": "err"}
+PREFIX: dict[str, str] = {"predictions": "pred", "feedback": "fb", "errors": "err", "outcomes": "out"}
 TS_TYPE = pa.timestamp("us", tz="UTC")
 
 
@@ -111,6 +111,13 @@ def prediction_schema(
 def feedback_schema(*, regression: bool) -> pa.Schema:
     return pa.schema(
         [("request_id", pa.string()), ("ts", TS_TYPE), ("label", pa.float64() if regression else pa.string())]
+    )
+
+
+def outcome_schema() -> pa.Schema:
+    """Business outcomes of earlier requests, one row per (request, outcome name): long, so any names fit."""
+    return pa.schema(
+        [("request_id", pa.string()), ("ts", TS_TYPE), ("name", pa.string()), ("value", pa.float64())]
     )
 
 
@@ -315,6 +322,36 @@ class FeedbackEntry:
 
 
 @dataclass
+class OutcomeEntry:
+    """Named business outcomes (conversion 0/1, revenue) for earlier request ids, one triple per value."""
+
+    request_ids: Sequence[str]
+    names: Sequence[str]
+    values: Sequence[float]
+    ts_us: int
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.request_ids)
+
+    def schema_key(self) -> tuple[Any, ...]:
+        return ("o",)
+
+    @staticmethod
+    def table(entries: Sequence[OutcomeEntry]) -> pa.Table:
+        counts = np.fromiter((e.n_rows for e in entries), dtype=np.int64, count=len(entries))
+        return pa.Table.from_arrays(
+            [
+                pa.array([r for e in entries for r in e.request_ids], type=pa.string()),
+                pa.array(np.repeat([e.ts_us for e in entries], counts), type=pa.int64()).cast(TS_TYPE),
+                pa.array([n for e in entries for n in e.names], type=pa.string()),
+                pa.array([float(v) for e in entries for v in e.values], type=pa.float64()),
+            ],
+            schema=outcome_schema(),
+        )
+
+
+@dataclass
 class ErrorEntry:
     """One request the routed model failed to answer (a 5xx), or a failed shadow scoring.
 
@@ -352,7 +389,7 @@ class ErrorEntry:
         )
 
 
-Entry = PredictionEntry | FeedbackEntry | ErrorEntry
+Entry = PredictionEntry | FeedbackEntry | ErrorEntry | OutcomeEntry
 
 
 def now_us() -> int:
@@ -661,6 +698,7 @@ __all__ = [
     "FeedbackEntry",
     "LogKind",
     "LogWriter",
+    "OutcomeEntry",
     "PredictionEntry",
     "count_rows",
     "latest_labels_sql",
