@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from driftloop.stores.logfiles import log_files, parquet_source, read_retrying
+from driftloop.stores.logfiles import log_files, model_span, parquet_source, read_retrying
 
 __all__ = ["ArmCost", "serving_cost"]
 
@@ -41,13 +41,7 @@ def serving_cost(
     """One row per (version, arm, source) that predicted in [start, end), ordered by version and arm."""
     import duckdb
 
-    where, params = ["model_name = ?"], [model_name]
-    if start is not None:
-        where.append("ts >= ?")
-        params.append(start)  # type: ignore[arg-type]
-    if end is not None:
-        where.append("ts < ?")
-        params.append(end)  # type: ignore[arg-type]
+    where, params = model_span(model_name, start, end)
 
     def read() -> list[tuple[Any, ...]]:
         files = log_files(log_dir, "predictions", start=start, end=end)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from scipy import stats as sps
 
 from driftloop.sequential import EFFECT_SD, always_valid_p, boundary_z
-from driftloop.stores.logfiles import LABEL_SKEW, log_files, parquet_source, read_retrying
+from driftloop.stores.logfiles import LABEL_SKEW, log_files, model_span, parquet_source, read_retrying
 
 __all__ = ["ArmOutcome", "Comparison", "compare", "outcome_by_arm", "requests_needed"]
 
@@ -151,13 +151,8 @@ def outcome_by_arm(
     """Per served (version, arm) in [start, end): requests and the outcome's mean and spread."""
     import duckdb
 
-    where, params = ["model_name = ?", "arm IN ('champion', 'challenger')"], [model_name]
-    if start is not None:
-        where.append("ts >= ?")
-        params.append(start)  # type: ignore[arg-type]
-    if end is not None:
-        where.append("ts < ?")
-        params.append(end)  # type: ignore[arg-type]
+    where, params = model_span(model_name, start, end)
+    where.append("arm IN ('champion', 'challenger')")
     value = "coalesce(o.value, 0)" if missing == "zero" else "o.value"
 
     def read() -> list[tuple[Any, ...]]:

@@ -28,7 +28,7 @@ import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pyarrow.parquet as pq
 
@@ -167,6 +167,19 @@ def parquet_source(files: list[Path]) -> str:
     return f"read_parquet([{quoted}], hive_partitioning=false, union_by_name=true)"
 
 
+def model_span(model_name: str, start: datetime | None, end: datetime | None) -> tuple[list[str], list[Any]]:
+    """SQL conditions and their parameters for one model's rows with start <= ts < end (None: unbounded)."""
+    where: list[str] = ["model_name = ?"]
+    params: list[Any] = [model_name]
+    if start is not None:
+        where.append("ts >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("ts < ?")
+        params.append(end)
+    return where, params
+
+
 def read_retrying(read: Callable[[], T]) -> T:
     """Run `read` (which lists the log and reads it) again if a listed file vanished meanwhile.
 
@@ -202,6 +215,7 @@ __all__ = [
     "as_utc",
     "hour_folder",
     "log_files",
+    "model_span",
     "parquet_source",
     "partitions",
     "read_retrying",
