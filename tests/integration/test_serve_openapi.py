@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 
 from driftloop.config import config_from_dict
+from tests.e2e.test_drift_cli_report import CHROMIUM_FLAGS as HEADLESS
 from tests.integration import serve_support
 from tests.integration.serve_support import ServerThread, WineModels
 
@@ -116,14 +117,7 @@ def test_real_answers_follow_the_published_schemas(server: ServerThread, wine_mo
 # -- Swagger UI and ReDoc, offline ------------------------------------------------------------------------------
 
 CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *HEADLESS,
     "--disable-features=AutofillServerCommunication",  # the browser's own request, on the page's behalf
     # Offline: every host name but the server's fails to resolve, so a CDN asset cannot load.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",

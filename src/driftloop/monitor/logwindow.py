@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from driftloop.stores.logfiles import LABEL_SKEW, log_files, parquet_source, read_retrying
+from driftloop.stores.logfiles import LABEL_SKEW, log_files, model_span, parquet_source, read_retrying
 from driftloop.stores.predlog import latest_labels_sql
 
 META_COLUMNS = ("request_id", "ts", "model_version", "arm", "prediction", "probabilities")
@@ -60,14 +60,8 @@ def _read_window(
 ) -> Window:
     import duckdb
 
-    where: list[str] = ["model_name = ?", "arm <> 'shadow'"]
-    params: list[object] = [model_name]
-    if start is not None:
-        where.append("ts >= ?")
-        params.append(start)
-    if end is not None:
-        where.append("ts < ?")
-        params.append(end)
+    where, params = model_span(model_name, start, end)
+    where.append("arm <> 'shadow'")
 
     def read() -> pd.DataFrame | None:
         files = log_files(log_dir, "predictions", start=start, end=end)
