@@ -121,7 +121,8 @@ class TrainingConfig(Section):
     rows before it. Retraining validates forward over its production rows either way."""
     max_predict_ms: float | None = Field(3.0, gt=0)
     """Most milliseconds the model may take to predict one row, timed during the search on the path the
-    server uses (an ensemble: the sum of its members). Candidates over it are not chosen; if none fits,
+    server uses, in the form a worker serves (forests on treelite's GTIL; an ensemble: the sum of its
+    members). Candidates over it are not chosen; if none fits,
     `train` stops with an error naming this key. 3 ms keeps a worker's one-row p99 under 10 ms on two
     cores. null: no limit. The limit is a timing on this machine: a candidate within a few tenths of a
     millisecond of it can fall on either side from one run to the next (other processes take the cores),

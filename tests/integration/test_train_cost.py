@@ -15,12 +15,10 @@ from driftloop.train.search import train
 from tests.conftest import RED, write_project
 
 LIMIT_MS = 3.0
-"""A forest of 500 python-level trees takes tens of milliseconds for one row; a linear model a tenth of one."""
+"""500 wine trees walked by scikit-learn take ~24 ms a row; on treelite's GTIL, as a worker serves them, ~0.3 ms."""
 
 
-def test_forests_over_max_predict_ms_are_refused_and_the_served_model_is_timed_and_gated(
-    tmp_path: Path,
-) -> None:
+def test_forests_are_timed_as_served_and_the_served_model_is_timed_and_gated(tmp_path: Path) -> None:
     training = {
         "families": ["random_forest", "linear"],
         "budget": {"trials": 3, "seconds": None},
@@ -32,7 +30,7 @@ def test_forests_over_max_predict_ms_are_refused_and_the_served_model_is_timed_a
     red = pd.read_csv(RED, sep=";")
     record, _ = add_frame(stores.metadata, stores.datasets_dir, red, source=str(RED))
     first = train(cfg, record.version, stores=stores, progress=False)
-    assert first.family == "linear" and first.champion
+    assert first.champion
     client = MlflowClient(cfg.stores.resolved_tracking_uri())
     trials = client.search_runs(
         [client.get_run(first.run_id).info.experiment_id],
@@ -41,19 +39,17 @@ def test_forests_over_max_predict_ms_are_refused_and_the_served_model_is_timed_a
     by_family: dict[str, list] = {}
     for t in trials:
         by_family.setdefault(t.data.tags["family"], []).append(t)
-    # Every trial's cost is in MLflow; every forest is over the limit and marked so, never chosen.
+    # Every trial's cost is in MLflow. Forests timed as served (GTIL, scaled to their refit trees) fit the
+    # limit that scikit-learn's own walk of the same trees is far over, so they may be chosen.
     assert set(by_family) == {"random_forest", "linear"}
-    for t in by_family["random_forest"]:
-        assert t.data.tags["state"] == "too_slow" and t.data.metrics["predict_ms_1row"] > LIMIT_MS
-    for t in by_family["linear"]:
-        assert t.data.tags["state"] == "complete" and t.data.metrics["predict_ms_1row"] <= LIMIT_MS
+    for t in by_family["random_forest"] + by_family["linear"]:
+        assert t.data.tags["state"] == "complete" and 0 < t.data.metrics["predict_ms_1row"] <= LIMIT_MS
         assert t.data.metrics["predict_ms_100rows"] > 0
     board = json.loads(Path(client.download_artifacts(first.run_id, "leaderboard.json")).read_text())
     columns = board["columns"]
     rows = [dict(zip(columns, r, strict=True)) for r in board["data"]]
-    # Linear first (LightGBM is not in the families, so the linear defaults are trial 0: the baseline row).
-    assert [r["family"] for r in rows] == ["linear", "baseline", "random_forest"]
-    assert rows[2]["over_limit"] and rows[2]["too_slow"] >= 1 and rows[0]["predict_ms_1row"] <= LIMIT_MS
+    # Nothing is over the limit; the baseline row (the linear defaults, trial 0) is on the board.
+    assert "baseline" in [r["family"] for r in rows] and not any(r["over_limit"] for r in rows)
     # The registered model is timed once more as logged and loaded back; that figure is on the run.
     run = client.get_run(first.run_id)
     assert run.data.metrics["predict_ms_1row"] == first.predict_ms["predict_ms_1row"] <= LIMIT_MS

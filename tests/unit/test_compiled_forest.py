@@ -15,7 +15,7 @@ import treelite.sklearn
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from driftloop.compiled import forest
+from driftloop.compiled import forest, served_form
 from driftloop.serve.pool import ModelPool, compile_loaded, load_model
 from driftloop.stores.metadata import Deployment
 from driftloop.stores.models import (
@@ -194,3 +194,49 @@ def test_when_conversion_keeps_failing_the_pool_serves_scikit_learn(
     assert state is not None and not state.champion.compiled
     assert type(state.champion.bundle.estimator) is RandomForestClassifier
     np.testing.assert_allclose(state.champion.bundle.predict_matrix(X[:5]).proba, rf.predict_proba(X[:5]))
+
+
+def test_served_form_times_forests_on_gtil_member_by_member_and_leaves_the_rest(wine) -> None:
+    """What `train.cost` and the gate time: the form a worker serves once its conversions are done."""
+    X, y, classes = wine
+    rf = RandomForestClassifier(30, n_jobs=1, random_state=0).fit(X, y)
+    booster = lightgbm.train(
+        {"objective": "multiclass", "num_class": len(classes), "verbose": -1},
+        lightgbm.Dataset(X, y),
+        num_boost_round=5,
+    )
+    linear = LogisticRegression(max_iter=200).fit(X, y)
+    members = [EnsembleMember(rf, "sklearn", 0.5), EnsembleMember(booster, "lightgbm", 0.3)]
+    members.append(EnsembleMember(linear, "sklearn", 0.2))
+    ensemble = ModelBundle(spec("multiclass", classes), Ensemble(members, "multiclass", 3), "ensemble")
+    served = served_form(ensemble)
+    kinds = [type(m.estimator).__name__ for m in served.estimator.members]
+    assert kinds == [
+        "CompiledForest",
+        "Booster",
+        "LogisticRegression",
+    ]  # LightGBM: its booster, an upper bound
+    assert [m.weight for m in served.estimator.members] == [0.5, 0.3, 0.2]
+    rows = np.nan_to_num(rows_with_gaps(X)[:60])
+    np.testing.assert_allclose(
+        served.predict_matrix(rows).proba, ensemble.predict_matrix(rows).proba, rtol=0, atol=1e-6
+    )
+    alone = served_form(ModelBundle(spec("multiclass", classes), rf, "sklearn"))
+    assert isinstance(alone.estimator, forest.CompiledForest) and alone.spec == ensemble.spec
+    assert served_form(ModelBundle(spec("multiclass", classes), linear, "sklearn")).estimator is linear
+
+
+def test_served_form_keeps_the_forest_when_its_conversion_fails(
+    wine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker keeps serving scikit-learn then, so that is what must be timed."""
+    X, y, classes = wine
+    rf = RandomForestClassifier(10, n_jobs=1, random_state=0).fit(X, y)
+
+    def disagreeing(model: object, estimator: object) -> forest.CompiledForest:
+        raise ValueError("treelite disagrees with scikit-learn (max diff 0.5)")
+
+    monkeypatch.setattr(forest, "CompiledForest", disagreeing)
+    caplog.set_level(logging.WARNING)
+    assert served_form(ModelBundle(spec("multiclass", classes), rf, "sklearn")).estimator is rf
+    assert "timing the scikit-learn forest" in caplog.text and "disagrees" in caplog.text

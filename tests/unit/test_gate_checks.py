@@ -8,8 +8,10 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from driftloop.compiled import served_form
 from driftloop.config import GateConfig
 from driftloop.metrics import score
+from driftloop.registry import gate
 from driftloop.registry.gate import (
     CheckResult,
     EdgeInputCheck,
@@ -177,15 +179,33 @@ def test_cost_check_takes_the_worse_ratio_and_refuses_only_over_the_configured_f
     assert first.passed and "champion" not in first.details
 
 
-def test_the_gate_refuses_a_forest_that_costs_many_times_the_linear_champion_to_serve() -> None:
+def test_the_gate_times_both_models_as_served_and_compares_their_costs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A forest is timed on GTIL, as a worker serves it (100 trees one row: far under scikit-learn's ~5 ms,
+    about the linear model's time), so its cost is compared with the champion's on what each would cost."""
     train, holdout = _data(seed=1), _data(seed=2)
     X = train[["x1", "x2"]].to_numpy()
     forest = ModelBundle(SPEC, RandomForestClassifier(100, random_state=0).fit(X, train["y"]), "sklearn")
     linear = ModelBundle(SPEC, LogisticRegression().fit(X, train["y"]), "sklearn")
+    timed: list[str] = []
+
+    def spy(bundle: ModelBundle) -> ModelBundle:
+        out = served_form(bundle)
+        timed.append(type(out.estimator).__name__)
+        return out
+
+    monkeypatch.setattr(gate, "served_form", spy)
     cfg = GateConfig(bootstrap_resamples=200, max_latency_ms_per_row=1e9, max_cost_increase=2.0)
     report = run_gate(cfg, "roc_auc", forest, linear, holdout)
-    cost = report.check("cost")
-    # 100 python-level trees against one dot product: tens of times the time, not a matter of load.
-    assert cost is not None and not cost.passed and "gate.max_cost_increase=2" in cost.reason
-    assert cost.details["ratio"]["one_row"] > 2.0 and not report.passed
-    assert cost_check(report.check("latency"), None).passed  # type: ignore[arg-type]
+    assert timed == ["CompiledForest", "LogisticRegression"]  # the challenger, then the champion
+    latency, cost = report.check("latency"), report.check("cost")
+    assert latency is not None and "GTIL" in latency.details["path"]
+    d = latency.details
+    assert cost is not None and cost.details["ratio"] == pytest.approx(
+        {"one_row": d["one_row_ms"] / d["champion_one_row_ms"],
+         "batch": d["batch_ms_per_row"] / d["champion_batch_ms_per_row"]}
+    )  # fmt: skip
+    # The rule itself is tested with given figures above; here it is applied to the measured ones.
+    assert cost.passed == (max(cost.details["ratio"].values()) <= 2.0)
+    assert cost_check(latency, None).passed

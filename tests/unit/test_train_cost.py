@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
+from driftloop.compiled.forest import CompiledForest
 from driftloop.config import EnsembleConfig, GateConfig
 from driftloop.errors import UserError
 from driftloop.metrics import score
@@ -144,8 +145,11 @@ def test_a_trial_is_timed_on_the_model_the_server_would_load(red: pd.DataFrame, 
     p = Problem("multiclass", X.shape[1], (), seed=0)
     forest = RandomForestClassifier(10, n_jobs=2, random_state=0).fit(X, y)
     bundle = serving_bundle("random_forest", forest, p, k)
-    # Reloaded from the model format, with one thread (as `for_serving` stores it), predicting the same.
-    assert bundle.flavor == "sklearn" and bundle.estimator is not forest and bundle.estimator.n_jobs == 1
-    assert np.array_equal(bundle.predict_matrix(X[:5]).proba, forest.predict_proba(X[:5]))
-    again = load_bundle_dir(save_bundle_dir(bundle, tmp_path / "again"))
+    # Reloaded from the model format, with one thread (as `for_serving` stores it), then on treelite's GTIL
+    # as a worker serves it once converted: the same probabilities, within GTIL's float32 rounding.
+    assert bundle.flavor == "sklearn" and isinstance(bundle.estimator, CompiledForest)
+    loaded = bundle.estimator._estimator
+    assert loaded is not forest and loaded.n_jobs == 1
+    np.testing.assert_allclose(bundle.predict_matrix(X[:5]).proba, forest.predict_proba(X[:5]), atol=1e-6)
+    again = load_bundle_dir(save_bundle_dir(ModelBundle(bundle.spec, loaded, "sklearn"), tmp_path / "again"))
     assert np.array_equal(again.predict_matrix(X[:5]).proba, forest.predict_proba(X[:5]))

@@ -12,6 +12,7 @@ and the caller keeps serving the original.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ import yaml
 
 from driftloop.stores.models import ENSEMBLE_FILE, Ensemble, ModelBundle
 
-__all__ = ["compile_bundle"]
+__all__ = ["compile_bundle", "served_form"]
+
+log = logging.getLogger(__name__)
 
 
 def compile_bundle(bundle: ModelBundle, folder: Path) -> ModelBundle | None:
@@ -41,6 +44,40 @@ def compile_bundle(bundle: ModelBundle, folder: Path) -> ModelBundle | None:
     if estimator is None:
         return None
     return ModelBundle(spec=bundle.spec, estimator=estimator, flavor=bundle.flavor)
+
+
+def served_form(bundle: ModelBundle) -> ModelBundle:
+    """`bundle` as a server worker answers once its conversions are done, to time it before it serves.
+
+    scikit-learn forests, alone or as ensemble members, go to GTIL here in this process (no cache, no child:
+    a conversion takes well under a second). LightGBM stays on its booster: lleaves needs seconds to minutes
+    of LLVM, and the booster costs about three times what its compiled trees cost, so its figure is an upper
+    bound. Without treelite, or when a conversion fails its check, a forest stays as it is, as it would in
+    the worker, which then keeps serving the original."""
+    if bundle.flavor == "sklearn":
+        fast = _forest_in_process(bundle.estimator)
+        return bundle if fast is None else replace(bundle, estimator=fast)
+    if bundle.flavor == "ensemble":
+        ensemble: Ensemble = bundle.estimator
+        members = [
+            m if m.flavor != "sklearn" or (fast := _forest_in_process(m.estimator)) is None
+            else replace(m, estimator=fast)
+            for m in ensemble.members
+        ]  # fmt: skip
+        return replace(bundle, estimator=Ensemble(members, ensemble.task, ensemble.n_classes))
+    return bundle
+
+
+def _forest_in_process(estimator: Any) -> Any:
+    from driftloop.compiled import forest
+
+    if not forest.is_forest(estimator) or not forest.available():
+        return None
+    try:
+        return forest.convert(estimator)
+    except Exception as exc:  # the worker would keep the original: time that
+        log.warning("treelite conversion failed, timing the scikit-learn forest: %s", exc)
+        return None
 
 
 def _booster(model_file: Path) -> Any:

@@ -10,7 +10,9 @@ results are plain data with `to_dict()`):
   accuracy. MLflow's own validation compares point metrics only, which lets noise promote a model.
 - `LatencyCheck`: the time a one-row request and a 100-row request spend in the model, per row, within
   `gate.max_latency_ms_per_row`, timed on the server's path (JSON records -> `Encoder.encode_records` ->
-  `predict_matrix`) on the challenger as the server loads it when `run_gate` gets its model folder.
+  `predict_matrix`) on the challenger as the server loads it when `run_gate` gets its model folder, in the
+  form a worker serves once its trees are converted (`compiled.served_form`: forests on treelite's GTIL;
+  LightGBM on its booster, an upper bound of lleaves). Both models are timed so.
 - `EdgeInputCheck`: predicts without error, with well-formed output, on missing values, extreme values and
   unseen categories.
 - `cost_check`: what the challenger costs to serve against the champion (the latency check's figures of
@@ -31,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from driftloop.compiled import served_form
 from driftloop.config import GateConfig
 from driftloop.metrics import higher_is_better, score, score_resamples
 from driftloop.stores.models import ModelBundle, load_bundle_dir
@@ -210,6 +213,7 @@ class LatencyCheck:
     def evaluate(
         self, challenger: ModelBundle, champion: ModelBundle | None, rows: pd.DataFrame
     ) -> CheckResult:
+        challenger = served_form(challenger)
         one = self._one_row_ms(challenger, rows)
         batch = self._batch_ms_per_row(challenger, rows)
         details: dict[str, Any] = {
@@ -217,10 +221,11 @@ class LatencyCheck:
             "batch_ms_per_row": batch,
             "batch_rows": min(self.batch_rows, len(rows)),
             "max_ms_per_row": self.max_ms_per_row,
-            "path": "records -> encode_records -> predict_matrix",
+            "path": "records -> encode_records -> predict_matrix, forests on GTIL as a worker serves them",
             "served_from": str(self.served_from) if self.served_from is not None else None,
         }
         if champion is not None:
+            champion = served_form(champion)
             details["champion_one_row_ms"] = self._one_row_ms(champion, rows)
             details["champion_batch_ms_per_row"] = self._batch_ms_per_row(champion, rows)
         worst = max(one, batch)

@@ -24,6 +24,7 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from driftloop.compiled import served_form
 from driftloop.config import Config
 from driftloop.data.datasets import load_dataset
 from driftloop.errors import ConflictError, UserError
@@ -228,7 +229,7 @@ def train(
         # its predict time is recorded and the gate judges (and times) what would be served.
         served_dir = _logged_model_dir(info.model_uri, Path(scratch))
         served = load_bundle_dir(served_dir)
-        predict_ms = cost.measure(served, prep.X).to_dict()
+        predict_ms = cost.measure(served_form(served), prep.X).to_dict()
         mlflow.log_metrics(predict_ms)
         console.print(
             f"model {family}: predicts one row in {predict_ms['predict_ms_1row']:.3f} ms, 100 rows in "
