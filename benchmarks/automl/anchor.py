@@ -249,8 +249,8 @@ def report(meta: dict, rows: list[dict]) -> str:
         "`train_test_split(random_state=SEED)`, stratified for classification; the same rows for every tool. "
         "Seconds: wall time of the search (driftloop: search + refit; FLAML: `fit`; PyCaret: setup + "
         "compare_models, no budget). Predict: median µs of one row (driftloop: the served form, "
-        "`ModelBundle.predict_matrix` on the encoded row, no lleaves; FLAML and PyCaret: the best estimator's "
-        "`predict` on one row; FLAML's `AutoML.predict` in the raw lines as `automl_predict_us`).",
+        "`ModelBundle.predict_matrix` on the encoded row, forests on GTIL, LightGBM without lleaves; FLAML and "
+        "PyCaret: the best estimator's `predict` on one row; FLAML's `AutoML.predict` in the raw lines as `automl_predict_us`).",
         "",
         "| data set | task | metric | budget s | tool | score mean ± sd (min–max) | runs | seconds mean (max) "
         "| predict µs (median) | best models |",

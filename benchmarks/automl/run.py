@@ -85,15 +85,20 @@ def run_driftloop(
     target: str = "quality",
     task: str = "multiclass",
 ) -> dict:
-    """driftloop's search (default families, folds, ensemble selection and `max_predict_ms`, as `train`
-    runs it) on `train`, scored on `test`.
+    """driftloop's search (default families, folds grouped by row digest, ensemble selection,
+    `max_predict_ms` and the non-negative objective for a target never below zero, as `train` runs it) on
+    `train`, scored on `test`.
 
-    `predict_us` is one row through the model in the form the server loads it (`for_serving` in a
-    `ModelBundle`, `predict_matrix` on the encoded row), without HTTP and without lleaves compilation.
+    `predict_us` is one row through the model in the form a server worker answers with it (`for_serving` in
+    a `ModelBundle`, forests on GTIL by `served_form`, `predict_matrix` on the encoded row), without HTTP
+    and without lleaves compilation.
     """
+    from driftloop.compiled import served_form
     from driftloop.config import EnsembleConfig, TrainingConfig
     from driftloop.stores.models import FeatureSpec, ModelBundle, ModelSpec
     from driftloop.train.candidates import Problem, for_serving, predict_scores
+    from driftloop.train.cv import make_folds
+    from driftloop.train.split import row_digests
     from driftloop.train.tuning import run_search
 
     defaults = TrainingConfig()
@@ -107,13 +112,16 @@ def run_driftloop(
         if regression
         else np.searchsorted(classes, train[target].to_numpy())
     )
-    problem = Problem(task, X.shape[1], (), seed=42)
+    nonnegative = regression and bool(y.min() >= 0 and y.max() > 0)  # as `train.prepare` decides
+    problem = Problem(task, X.shape[1], (), seed=42, nonnegative=nonnegative)
     started = time.perf_counter()
+    # Copies of a row share a fold, as in `train` (the digest covers the target).
+    folds = make_folds(y, task, defaults.cv_folds, problem.seed, row_digests(train, [*features, target]))
     result = run_search(
         X, y, problem, len(classes), "r2" if regression else "accuracy",
         families=list(defaults.families), n_folds=defaults.cv_folds, trials=trials,
         seconds=budget, ensemble_config=EnsembleConfig(enabled=ensemble),
-        max_predict_ms=defaults.max_predict_ms,
+        max_predict_ms=defaults.max_predict_ms, folds=folds,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     predicted = predict_scores(result.estimator, Xt, problem, len(classes))
@@ -126,7 +134,7 @@ def run_driftloop(
         features=tuple(FeatureSpec(f, "numeric", nullable=False) for f in features),
         classes=tuple(classes.tolist()),
     )
-    bundle = ModelBundle(spec, *for_serving(result.family, result.estimator))  # type: ignore[arg-type]
+    bundle = served_form(ModelBundle(spec, *for_serving(result.family, result.estimator)))  # type: ignore[arg-type]
     row = Xt[:1].copy()
     out["predict_us"] = one_row_us(lambda: bundle.predict_matrix(row))
     members = result.ensemble.describe() if result.ensemble_chosen else []  # type: ignore[union-attr]
