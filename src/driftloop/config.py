@@ -292,6 +292,20 @@ class RetrainConfig(Section):
     min_labeled_rows: int = Field(100, ge=0)
 
 
+class OutcomeRule(Section):
+    """A business outcome the canary also judges the challenger on: what clients report with their feedback
+    (`POST /v1/feedback` items with `"outcomes": {"conversion": 1}`), per request, on the steps where both
+    arms serve."""
+
+    name: str = Field(min_length=1)
+    """The outcome's name as clients report it, e.g. conversion or revenue."""
+    require: Literal["win", "no_loss"] = "win"
+    """win: the challenger gets full traffic only after a step shows it significantly ahead on the outcome
+    (the canary holds at its last split step until then); no_loss: only a significant loss rolls it back."""
+    missing: Literal["zero", "skip"] = "zero"
+    """A request with no report counts as 0 (zero: nothing happened) or is left out (skip)."""
+
+
 class RolloutConfig(Section):
     steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5, 1.0], min_length=1)
     min_requests: int = Field(200, ge=1)
@@ -308,6 +322,8 @@ class RolloutConfig(Section):
     confidence: float = Field(0.95, gt=0.5, lt=1)
     """An equally good challenger is rolled back with probability at most 1 - confidence over the whole canary,
     however often the controller looks (always-valid tests, the level split across the steps)."""
+    outcome: OutcomeRule | None = None
+    """Also judge a business outcome (null: accuracy, errors and latency only); see `OutcomeRule`."""
 
     @field_validator("steps")
     @classmethod
@@ -319,6 +335,15 @@ class RolloutConfig(Section):
         if steps[-1] != 1.0:
             raise ValueError("the last step must be 1.0 (full promotion)")
         return steps
+
+    @model_validator(mode="after")
+    def _outcome_needs_a_split_step(self) -> RolloutConfig:
+        if self.outcome is not None and self.outcome.require == "win" and len(self.steps) < 2:
+            raise ValueError(
+                "outcome.require: win compares the arms on a step below 1.0, where both serve; add one "
+                "(e.g. steps: [0.5, 1.0]) or use require: no_loss"
+            )
+        return self
 
 
 class LoopConfig(Section):

@@ -12,7 +12,7 @@ import pandas as pd
 
 from driftloop.loop import steps
 from driftloop.registry import deployments
-from driftloop.stores.predlog import ErrorEntry, LogWriter, PredictionEntry
+from driftloop.stores.predlog import ErrorEntry, LogWriter, OutcomeEntry, PredictionEntry
 from tests.conftest import RED
 from tests.e2e.conftest import make_project, train_on
 
@@ -83,3 +83,70 @@ def test_error_rate_counts_every_replica_over_the_step_only(tmp_path: Path, red:
     assert decision.action == "rollback" and "error rate" in decision.reason
     after = stores.metadata.get_deployment(name)
     assert after.champion == champion and after.challenger is None
+
+
+def test_an_outcome_rule_reads_each_arms_reports_from_the_log_and_gates_full_traffic(
+    tmp_path: Path, red: pd.DataFrame
+) -> None:
+    """With `rollout.outcome`, conversions reported for each arm's requests in the step decide: a challenger
+    that converts clearly worse is rolled back; at the last split step, one that converts clearly better
+    advances, and an unclear one holds there."""
+    rollout = {"steps": [0.1, 0.5, 1.0], "min_requests": 150, "min_dwell_seconds": 0, "min_labels": 30}
+    rollout |= {"require_labels": False, "outcome": {"name": "conversion", "require": "win"}}
+    cfg, stores = make_project(tmp_path, RED, loop={"rollout": rollout})
+    name = cfg.project.name
+    champion = train_on(cfg, stores, red, "red wines")
+    challenger = train_on(cfg, stores, red.sample(frac=1.0, random_state=3), "reshuffled", force=True)
+    spec = stores.tracking.load_bundle(champion).spec
+    names, classes = tuple(spec.feature_names), tuple(str(c) for c in spec.classes)
+    row = red.iloc[0]
+    rng = np.random.default_rng(0)
+
+    def serve_and_convert(rates: dict[str, float], n: int, tag: str) -> None:
+        """n answered requests per arm since the step began, and a conversion for a share of them."""
+        dep = stores.metadata.get_deployment(name)
+        assert dep.step_started_at is not None
+        ts_us = int(dep.step_started_at.timestamp() * 1_000_000) + 1_000  # inside this step only
+        preds, outcomes = LogWriter(stores.log_dir, "predictions"), LogWriter(stores.log_dir, "outcomes")
+        for arm, version in (("champion", champion), ("challenger", challenger)):
+            ids = [f"{tag}-{arm}-{i}" for i in range(n)]
+            for rid in ids:
+                assert preds.put(
+                    PredictionEntry(
+                        request_id=rid, batch=False, ts_us=ts_us, model_name=name, model_version=version,
+                        arm=arm, source="online", feature_names=names, feature_kinds=("numeric",) * len(names),
+                        columns=[np.array([row[f]]) for f in names], labels=[classes[0]],
+                        proba=np.full((1, len(classes)), 1 / len(classes)), classes=classes, latency_ms=2.0,
+                    )
+                )  # fmt: skip
+            won = [rid for rid in ids if rng.random() < rates[arm]]
+            assert outcomes.put(
+                OutcomeEntry(won, ["conversion"] * len(won), [1.0] * len(won), ts_us + 5_000_000)
+            )
+        preds.close()
+        outcomes.close()
+
+    def judge() -> steps.Decision:
+        dep = stores.metadata.get_deployment(name)
+        assert dep.step_started_at is not None
+        return steps.rollout_step(stores, cfg, now=dep.step_started_at + timedelta(seconds=30))
+
+    # Step 0 (10 %): the challenger converts a third as often: rolled back on the outcome alone.
+    deployments.start_canary(stores, challenger, weight=0.1, reason="test canary")
+    serve_and_convert({"champion": 0.30, "challenger": 0.10}, 600, "lost")
+    lost = judge()
+    assert lost.action == "rollback" and lost.reason.startswith("conversion ")
+    assert lost.evidence["outcome"]["verdict"] == "champion wins"
+    assert lost.evidence["challenger"]["outcome"]["requests"] == 600  # every request, reported or not (zero)
+    # A new canary at the last split step (50 %): equal rates hold it there, a clear win moves it on.
+    time.sleep(0.05)  # the next step begins after every row above
+    deployments.set_challenger(stores, challenger, reason="test: the same challenger again")
+    deployments.start_canary(stores, challenger, weight=0.1, reason="again")
+    deployments.advance_canary(stores, step=1, weight=0.5, reason="test: last split step")
+    serve_and_convert({"champion": 0.20, "challenger": 0.20}, 150, "even")
+    held = judge()
+    assert held.action == "hold" and "a significant win on conversion" in held.reason
+    serve_and_convert({"champion": 0.10, "challenger": 0.40}, 600, "won")
+    won = judge()
+    assert won.action == "advance" and won.evidence["outcome"]["verdict"] == "challenger wins"
+    assert stores.metadata.get_deployment(name).challenger_weight == 1.0

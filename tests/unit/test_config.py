@@ -71,3 +71,19 @@ def test_a_multivariate_trigger_without_multivariate_monitoring_is_refused(tmp_p
         "(else no pass computes it and the trigger could never fire)"
     ]
     config_from_dict({**raw, "monitoring": {"multivariate": True}}, base_dir=tmp_path, environ={})
+
+
+def test_an_outcome_win_needs_a_split_step_and_names_the_key() -> None:
+    rule = {"name": "conversion"}
+    with pytest.raises(ConfigError) as refused:
+        config_from_dict(
+            {"data": {"target": "y"}, "loop": {"rollout": {"steps": [1.0], "outcome": rule}}}, environ={}
+        )
+    assert "loop.rollout" in str(refused.value) and "outcome.require: win" in str(refused.value)
+    no_loss = {"steps": [1.0], "outcome": rule | {"require": "no_loss"}}
+    cfg = config_from_dict({"data": {"target": "y"}, "loop": {"rollout": no_loss}}, environ={})
+    assert cfg.loop.rollout.outcome is not None and cfg.loop.rollout.outcome.missing == "zero"
+    with pytest.raises(ConfigError, match="loop.rollout.outcome.name"):
+        config_from_dict(
+            {"data": {"target": "y"}, "loop": {"rollout": {"outcome": {"name": ""}}}}, environ={}
+        )

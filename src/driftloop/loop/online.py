@@ -1,5 +1,5 @@
-"""Online evidence for a canary step: per-arm traffic, errors, latency and labeled metric, all from the
-prediction log written by every server replica.
+"""Online evidence for a canary step: per-arm traffic, errors, latency, labeled metric and (when configured)
+a business outcome, all from the prediction log written by every server replica.
 
 One source for both sides of the error rate: an arm's requests are its answered rows plus the rows of its
 failed requests (the `errors` log) since the step began, its errors are the latter, for the arm's model
@@ -9,10 +9,13 @@ version. Every replica writes to the same log folder, so the counts cover all of
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from driftloop.config import OutcomeRule
 from driftloop.loop.rollout import ArmStats
+from driftloop.monitor.experiment import outcome_by_arm
 from driftloop.stores.logfiles import LABEL_SKEW, log_files, parquet_source, read_retrying
 from driftloop.stores.predlog import latest_labels_sql
 
@@ -27,12 +30,25 @@ def arm_stats(
     champion: str,
     challenger: str,
     regression: bool,
+    outcome: tuple[str, OutcomeRule] | None = None,
 ) -> tuple[ArmStats, ArmStats]:
     """(champion, challenger) statistics for the rows each arm's version answered or failed since `since`.
 
     Only the partitions since `since` are read (feedback from `LABEL_SKEW` before it: a label comes after
-    its prediction)."""
-    return read_retrying(lambda: _arm_stats(log_dir, since, champion, challenger, regression))
+    its prediction). `outcome`: (model name, `rollout.outcome`) adds each arm's business outcome over the
+    same requests (`monitor.experiment.outcome_by_arm`)."""
+    stats = read_retrying(lambda: _arm_stats(log_dir, since, champion, challenger, regression))
+    if outcome is None:
+        return stats
+    model_name, rule = outcome
+    found = {
+        (o.arm, o.model_version): o
+        for o in outcome_by_arm(log_dir, model_name, rule.name, start=since, end=None, missing=rule.missing)
+    }
+    return (
+        replace(stats[0], outcome=found.get(("champion", champion))),
+        replace(stats[1], outcome=found.get(("challenger", challenger))),
+    )
 
 
 def _arm_stats(

@@ -5,6 +5,12 @@ difference counts only when an always-valid one-sided test (a mixture SPRT) says
 1 - `rollout.confidence` shared by the steps, and an advance needs enough
 requests, dwell time and (when labels flow) labeled rows on the challenger. Rollback wins over everything:
 one clear failure is enough.
+
+With `rollout.outcome`, a business outcome clients report (conversion, revenue) is judged too, on the steps
+where both arms serve, by the same sequential comparison `driftloop experiment` prints
+(`monitor.experiment.compare`) at the step's level: a significant loss rolls back, and with `require: win`
+the last split step holds until the challenger is significantly ahead, so it never gets full traffic on
+accuracy alone.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from driftloop.config import RolloutConfig
+from driftloop.monitor.experiment import ArmOutcome, Comparison, compare
 from driftloop.sequential import EFFECT_SD, always_valid_p
 
 Action = Literal["hold", "advance", "promote", "rollback"]
@@ -37,6 +44,8 @@ class ArmStats:
     """Accuracy (classification) or mean absolute error (regression) on labeled rows."""
     metric_sd: float | None = None
     """Standard deviation of the per-row metric (for the regression test)."""
+    outcome: ArmOutcome | None = None
+    """The business outcome of `rollout.outcome` over this arm's requests in the step, when configured."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +170,27 @@ def decide(
         evidence["labeled_p_value"] = p
         if p < alpha:
             return Decision("rollback", f"{what} on labeled traffic (p={p:.3g})", evidence)
-    # 4. Otherwise advance once the step has had enough traffic, time and labels.
+    # 4. A business outcome: a significant loss rolls back; with require: win, the step before full traffic
+    # waits for a significant win. At full traffic the champion serves nothing to compare with.
+    outcome = _outcome(cfg, champion, challenger, alpha) if not full else None
+    if outcome is not None:
+        evidence["outcome"] = {
+            "name": outcome.outcome,
+            "champion_mean": outcome.champion.mean,
+            "challenger_mean": outcome.challenger.mean,
+            "lift": outcome.lift,
+            "p_better": outcome.p_better,
+            "p_worse": outcome.p_worse,
+            "verdict": outcome.verdict,
+        }
+        if outcome.verdict == "champion wins":
+            return Decision(
+                "rollback",
+                f"{outcome.outcome} {outcome.challenger.mean:.4g} vs champion {outcome.champion.mean:.4g} per "
+                f"request (p={outcome.p_worse:.3g})",
+                evidence,
+            )
+    # 5. Otherwise advance once the step has had enough traffic, time and labels.
     waiting = []
     total = champion.requests + challenger.requests
     if total < cfg.min_requests or challenger.requests == 0:
@@ -172,8 +201,25 @@ def decide(
         waiting.append(
             f"labels ({challenger.labeled} challenger, {champion.labeled} champion; {cfg.min_labels} each)"
         )
+    rule = cfg.outcome
+    if rule is not None and rule.require == "win" and not full and cfg.steps[step + 1] >= 1.0:
+        if outcome is None:
+            waiting.append(f"{rule.name} reported on both arms")
+        elif outcome.verdict != "challenger wins":
+            waiting.append(
+                f"a significant win on {rule.name} (lift {outcome.lift:+.4g} per request, "
+                f"p={outcome.p_better:.3g} > {alpha / 2:.3g})"
+            )
     if waiting:
         return Decision("hold", "waiting for " + ", ".join(waiting), evidence)
     if step == len(cfg.steps) - 1:
         return Decision("promote", "the challenger held up at full traffic", evidence)
     return Decision("advance", f"step {step + 1} healthy: moving to {cfg.steps[step + 1]:.0%}", evidence)
+
+
+def _outcome(cfg: RolloutConfig, champion: ArmStats, challenger: ArmStats, alpha: float) -> Comparison | None:
+    """The step's sequential comparison of the outcome, each direction at half the step's level (`compare`
+    splits 1 - confidence in two); None when the outcome is not configured or an arm has no requests."""
+    if cfg.outcome is None or champion.outcome is None or challenger.outcome is None:
+        return None
+    return compare(cfg.outcome.name, champion.outcome, challenger.outcome, confidence=1 - alpha, min_lift=0.0)

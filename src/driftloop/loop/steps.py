@@ -322,6 +322,7 @@ def rollout_step(
         champion=dep.champion,
         challenger=dep.challenger,
         regression=spec.task == "regression",
+        outcome=None if cfg.loop.rollout.outcome is None else (stores.model_name, cfg.loop.rollout.outcome),
     )
     decision = decide(
         cfg.loop.rollout,

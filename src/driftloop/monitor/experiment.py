@@ -67,7 +67,7 @@ class Comparison:
     confidence: float
     min_lift: float
     needed_per_arm: int | None
-    """Requests per arm for 80 % power at `min_lift` (None: no spread to plan with yet)."""
+    """Requests per arm for 80 % power at `min_lift` (None: no spread to plan with yet, or no lift to plan for)."""
     more_per_arm: int | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def compare(
         verdict = "challenger wins"
     elif p_worse < alpha:
         verdict = "champion wins"
-    needed = requests_needed(row_sd, min_lift, confidence=confidence) if row_sd > 0 else None
+    needed = requests_needed(row_sd, min_lift, confidence=confidence) if row_sd > 0 and min_lift > 0 else None
     more = None if needed is None else max(0, needed - min(champion.requests, challenger.requests))
     return Comparison(
         outcome, champion, challenger, lift, p_better, p_worse, verdict, confidence, min_lift, needed, more

@@ -59,6 +59,7 @@ def now(stores: Stores, *, pool: dict[str, Any] | None, regression: bool | None)
             champion=dep.champion,
             challenger=dep.challenger,
             regression=regression,
+            outcome=None if rollout.outcome is None else (stores.model_name, rollout.outcome),
         )
         dwell = (datetime.now(UTC) - since).total_seconds()
         # The same pure decision the controller takes on its next pass, on the same evidence.
@@ -84,6 +85,7 @@ def now(stores: Stores, *, pool: dict[str, Any] | None, regression: bool | None)
                 "max_p95_latency_ratio": rollout.max_p95_latency_ratio,
                 "confidence": rollout.confidence,
                 "metric": "mean absolute error" if regression else "accuracy",
+                "outcome": None if rollout.outcome is None else rollout.outcome.model_dump(),
             },
         }
     return {
