@@ -177,3 +177,35 @@ def test_messy_column_types_follow_the_engines_rules(client) -> None:
     assert (band.method, band.drift, band.error) == ("z", True, None)
     assert result.drift.column("code").error.startswith("values of more than one type")
     assert [c.drift for c in result.drift.columns] == [True, True, True, None]
+
+
+def test_a_flipped_correlation_in_a_large_window_is_caught_from_a_uniform_sample(client) -> None:
+    """Every column of a 60,000-row window is distributed as in the reference, but two of them now move
+    against each other: the column tests see nothing, the joint methods (on a sample) both see it and name
+    the pair; the same window without the flip is no drift."""
+    rng = np.random.default_rng(0)
+
+    def table(n: int, correlation: float) -> pd.DataFrame:
+        x = rng.normal(size=n)
+        y = correlation * x + np.sqrt(1 - correlation**2) * rng.normal(size=n)
+        return pd.DataFrame({"x": x, "y": y, "a": rng.normal(size=n), "b": rng.exponential(size=n)})
+
+    specs = [ColumnSpec(c, "numeric") for c in ("x", "y", "a", "b")]
+    reference = table(3000, 0.9)
+    flipped = distributed_drift(
+        client, dd.from_pandas(table(60_000, -0.9), npartitions=8), reference, specs, multivariate=True
+    )
+    assert flipped.drift.n_drifted == 0
+    assert [m.method for m in flipped.multivariate] == ["domain_classifier", "pca_reconstruction"]
+    for m in flipped.multivariate:
+        assert m.drift and {d["feature"] for d in m.drivers[:2]} == {"x", "y"}, m
+        assert m.detail.get("current_rows", 5000) <= 5000  # a sample travelled, not the window
+    assert flipped.to_dict()["multivariate"][0]["drift"] is True
+    same = distributed_drift(
+        client, dd.from_pandas(table(60_000, 0.9), npartitions=8), reference, specs, multivariate=True
+    )
+    assert [m.drift for m in same.multivariate] == [False, False]
+    again = distributed_drift(
+        client, dd.from_pandas(table(60_000, 0.9), npartitions=8), reference, specs, multivariate=False
+    )
+    assert again.multivariate == []

@@ -22,6 +22,12 @@ is obtained from the summaries (`scale/summaries.py`):
   the largest possible error, in the same (std-normalised) units. The fine grid (`fine_bins` points
   across the range) keeps the bound small; a verdict whose threshold lies within the bound of the
   statistic is listed in `uncertain`.
+
+With `multivariate=True` the joint distribution is tested too (`monitor.multivariate`: a domain classifier
+and PCA reconstruction error). Those methods fit models on rows, not on summaries, and use at most
+`MAX_ROWS` rows of a side whatever its size, so each partition is sampled at the same rate on its worker
+and only a uniform sample of about that many rows travels to the client: the verdict is the in-memory
+engine's on a sample of the window, which is what the engine itself does above `MAX_ROWS` rows.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from driftloop.monitor.drift import (
     failed_column,
     mixed_types_error,
 )
+from driftloop.monitor.multivariate import MAX_ROWS, MultivariateResult, multivariate_drift
 from driftloop.monitor.samples import CATEGORICAL, NUMERIC, CategoricalSample, NumericSample, numeric_sample
 from driftloop.monitor.stattests import REGISTRY, default_stattest, n_values_combined, sturges_edges
 from driftloop.scale.summaries import (
@@ -90,6 +97,8 @@ class ScaleDriftResult:
     """Largest possible error of each approximated statistic (Wasserstein), in its own units."""
     partitions: int = 0
     seconds: float = 0.0
+    multivariate: list[MultivariateResult] = field(default_factory=list)
+    """The joint-distribution methods' results on a uniform sample of the window (when asked for)."""
 
     @property
     def uncertain(self) -> list[str]:
@@ -113,6 +122,7 @@ class ScaleDriftResult:
             "uncertain": self.uncertain,
             "partitions": self.partitions,
             "seconds": self.seconds,
+            "multivariate": [m.to_dict() for m in self.multivariate],
         }
 
 
@@ -137,8 +147,11 @@ def distributed_drift(
     drift_share: float = 0.5,
     overrides: Mapping[str, ColumnOverride] | None = None,
     fine_bins: int = FINE_BINS,
+    multivariate: bool = False,
+    seed: int = 0,
 ) -> ScaleDriftResult:
-    """Drift verdicts of a Dask DataFrame window against an in-memory reference; see the module docstring."""
+    """Drift verdicts of a Dask DataFrame window against an in-memory reference; see the module docstring.
+    `multivariate`: also the joint-distribution methods, on a uniform sample (`seed`) of the window."""
     start = time.perf_counter()
     detector = DriftDetector(columns, drift_share=drift_share, overrides=overrides, n_threads=1).fit(
         reference
@@ -221,13 +234,28 @@ def distributed_drift(
         n_reference=detector.n_reference_,
         n_current=n_current,
     )
+    joint: list[MultivariateResult] = []
+    if multivariate and n_current:
+        sample = _uniform_sample(client, window, n_current, MAX_ROWS, seed)
+        joint = multivariate_drift(reference, sample, present, seed=seed)
     return ScaleDriftResult(
         drift=drift,
         quality=quality,
         error_bounds=bounds,
         partitions=len(parts1),
         seconds=time.perf_counter() - start,
+        multivariate=joint,
     )
+
+
+def _uniform_sample(client: Client, window: Any, n_rows: int, rows: int, seed: int) -> pd.DataFrame:
+    """About `rows` rows of the window, each drawn with the same probability: every partition is sampled at
+    one rate on its worker (a 10 % margin, then cut to `rows` here), in partition order, so the same window
+    and seed give the same sample."""
+    frac = min(1.0, 1.1 * rows / n_rows)
+    sample = client.compute(window.sample(frac=frac, random_state=seed)).result()
+    sample = sample.reset_index(drop=True)
+    return sample if len(sample) <= rows else sample.sample(rows, random_state=seed)
 
 
 def _test_name(detector: DriftDetector, spec: ColumnSpec, ref: NumericSample, probe: SummarySample) -> str:
