@@ -1,20 +1,21 @@
-"""`driftloop drift` (any two tables) and `driftloop monitor` (one pass over the prediction log).
+"""`driftloop drift` (any two tables), `driftloop estimate` (a model's metrics on a table without labels) and
+`driftloop monitor` (one pass over the prediction log).
 
 Mounted in `cli/app.py` with `app.command("drift")(cli_monitor.drift)` and `app.command("monitor")(cli_monitor.monitor)`;
-also runnable alone as `python -m driftloop.cli.monitor drift|monitor ...`.
+also runnable alone as `python -m driftloop.cli.monitor drift|estimate|monitor ...`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from driftloop.cli.options import ConfigOption
-from driftloop.errors import UserError
+from driftloop.errors import NotFoundError, UserError
 
 app = typer.Typer(name="driftloop-monitor", no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console(soft_wrap=True)
@@ -67,6 +68,96 @@ def drift(
     _print_drift(report["drift"], report.get("skipped", {}))
     print_multivariate(report.get("multivariate") or [])
     _write(report, json_out, html_out, write_json, write_html)
+
+
+def estimate(
+    ctx: typer.Context,
+    reference: Annotated[
+        Path,
+        typer.Argument(
+            help="Labelled reference table (CSV or Parquet) with the target column, out of sample for the model "
+            "(a holdout, or production rows it never trained on).",
+        ),
+    ],
+    current: Annotated[
+        Path, typer.Argument(help="Table to estimate the metrics on; its target column is optional.")
+    ],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="champion, challenger or a model version number.")
+    ] = "champion",
+    json_out: JsonOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Estimate the model's metrics on CURRENT without its labels: calibrated confidence for classifiers
+    (CBPE), a learned loss for regression (DLE), each with a band; beside the realised ones if CURRENT has labels."""
+    from datetime import UTC, datetime
+
+    from driftloop.config import load_config
+    from driftloop.data.io import read_table
+    from driftloop.monitor.estimation import estimate_tables
+    from driftloop.monitor.report import write_json
+    from driftloop.stores import open_stores
+
+    root_obj = ctx.find_root().obj if ctx is not None else None
+    path = config or ((root_obj or {}).get("config") if isinstance(root_obj, dict) else None)
+    cfg = load_config(path)
+    ref_frame, cur_frame = read_table(reference), read_table(current)  # DataError naming a bad file
+    stores = open_stores(cfg)
+    try:
+        version = _model_version(stores, model)
+        bundle = stores.tracking.load_bundle(version)
+        model_name = stores.model_name
+    finally:
+        stores.close()
+    result, notes = estimate_tables(bundle, ref_frame, cur_frame, reference, current)
+    for note in notes:
+        console.print(f"[yellow]note[/]: {note}")
+    table = Table("metric", "estimate", f"{result.confidence:.0%} band", "realised")
+    for name, m in result.metrics.items():
+        table.add_row(
+            name,
+            _fmt(m.value),
+            f"{_fmt(m.low)} - {_fmt(m.high)}",
+            "n/a" if m.realised is None else _fmt(m.realised),
+        )
+    console.print(
+        f"{model_name} v{version} ({bundle.spec.task}), {result.method.upper()} fitted on "
+        f"{result.detail['reference_rows']} reference rows; {result.rows} current rows"
+    )
+    console.print(table)
+    if json_out is not None:
+        report = {
+            "kind": "estimate",
+            "schema_version": 1,
+            "created_at": datetime.now(UTC).isoformat(),
+            "model": {"name": model_name, "version": version, "task": bundle.spec.task},
+            "reference": {"path": str(reference), "rows": len(ref_frame)},
+            "current": {"path": str(current), "rows": len(cur_frame)},
+            "notes": notes,
+            "estimate": result.to_dict(),
+        }
+        try:
+            console.print(f"wrote {write_json(json_out, report)}")
+        except OSError as exc:
+            raise UserError(f"--json {json_out}: cannot write there: {exc.strerror or exc}") from None
+
+
+def _model_version(stores: Any, model: str) -> str:
+    """The version `--model` names: a deployment role or a version number (NotFoundError naming it)."""
+    if model in ("champion", "challenger"):
+        version = getattr(stores.metadata.get_deployment(stores.model_name), model)
+        if version is None:
+            raise NotFoundError(
+                f"model {stores.model_name} has no {model} deployed; pass --model VERSION "
+                f"(versions: {', '.join(v.version for v in stores.tracking.list_versions()) or 'none'})"
+            )
+        return str(version)
+    stores.tracking.get_version(model)  # raises NotFoundError naming the version
+    return model
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or x != x else f"{x:.4f}"
 
 
 def monitor(
@@ -289,6 +380,7 @@ def _print_drift(drift: dict, skipped: dict[str, str]) -> None:
 
 
 app.command("drift")(drift)
+app.command("estimate")(estimate)
 app.command("monitor")(monitor)
 app.command("experiment")(experiment)
 
