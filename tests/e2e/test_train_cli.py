@@ -64,6 +64,28 @@ def test_regression_reports_r2_and_mae_and_the_objective_that_keeps_predictions_
     assert "objective poisson" in out and "grouped by row digest" in out
 
 
+def test_a_continuous_target_never_below_zero_keeps_squared_error_floored_at_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alcohol (8 to 15 %, not counts): squared error, predictions floored at 0, said so and stored."""
+    config = str(write_project(tmp_path, data={"task": "regression", "target": "alcohol"}))
+    code, out, err = run(capsys, monkeypatch, "--config", config, "data", "add")
+    assert code == 0, err
+    code, out, err = run(
+        capsys, monkeypatch, "--config", config, "train", "--budget-trials", "2", "--no-progress"
+    )
+    assert code == 0, err
+    assert "objective squared error, predictions floored at 0" in out
+    from driftloop.config import load_config
+    from driftloop.stores import open_stores
+
+    stores = open_stores(load_config(config))
+    try:
+        assert stores.tracking.load_bundle("1").spec.minimum_prediction == 0.0
+    finally:
+        stores.close()
+
+
 def test_models_list_says_which_holdout_scores_are_not_comparable_and_shows_the_gates(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 
 from driftloop.train import budget
 from driftloop.train.candidates import Problem
@@ -87,8 +88,8 @@ def test_a_count_target_gets_models_that_never_predict_below_zero() -> None:
     X = rng.normal(size=(400, 3))
     y = rng.poisson(np.exp(0.9 * X[:, 0] - 0.5)).astype(float)  # mostly 0s and 1s, a few large counts
     far = np.array([[-4.0, 0.0, 0.0], [-6.0, 1.0, -1.0]])  # where a straight line goes below zero
-    p = Problem("regression", 3, (), seed=0, nonnegative=True)
-    assert p.objective == "poisson"
+    p = Problem("regression", 3, (), seed=0, nonnegative=True, counts=True)
+    assert p.objective == p.loss == "poisson"
     for name in ("lightgbm", "linear", "random_forest"):
         family = FAMILIES[name]
         model = fit(name, family.build(family.defaults(p)[0], p, 1), X, y, p)
@@ -96,6 +97,40 @@ def test_a_count_target_gets_models_that_never_predict_below_zero() -> None:
     squared = Problem("regression", 3, (), seed=0)
     ridge = fit("linear", FAMILIES["linear"].build({"alpha": 1.0}, squared, 1), X, y, squared)
     assert (predict_scores(ridge, far, squared, 0) < 0).any()  # what the objective prevents
+
+
+def test_a_non_negative_amount_keeps_squared_error_and_is_floored_at_zero_in_cv_and_when_served() -> None:
+    """Not counts (a measurement, an amount): a Poisson log link fits it worse, so the loss stays squared
+    error and every prediction below zero is raised to zero, by the search's scorer and by both loaders."""
+    from driftloop.stores.driftloop_pyfunc import PortableModel
+    from driftloop.stores.models import FeatureSpec, ModelBundle, ModelSpec
+    from driftloop.train.candidates import FAMILIES, fit, predict_scores
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    y = np.clip(2.0 * X[:, 0] + 4.0 + 0.5 * rng.normal(size=400), 0.01, None)  # continuous, never negative
+    far = np.array([[-4.0, 0.0, 0.0], [-6.0, 1.0, -1.0], [0.0, 0.0, 0.0]])
+    p = Problem("regression", 3, (), seed=0, nonnegative=True, counts=False)
+    assert (p.objective, p.loss, p.floor) == ("squared_error", "squared_error, floored at 0", 0.0)
+    ridge = fit("linear", FAMILIES["linear"].build({"alpha": 1.0}, p, 1), X, y, p)
+    assert type(ridge.named_steps["model"]).__name__ == "Ridge"
+    raw = ridge.predict(far)
+    assert (raw < 0).any()  # the straight line goes below zero out there
+    np.testing.assert_array_equal(predict_scores(ridge, far, p, 0), np.maximum(raw, 0.0))
+    spec = ModelSpec(
+        task="regression",
+        target="y",
+        features=tuple(FeatureSpec(f"x{i}", "numeric") for i in range(3)),
+        minimum_prediction=0.0,
+    )
+    assert ModelSpec.from_dict(spec.to_dict()).minimum_prediction == 0.0
+    served = ModelBundle(spec, ridge, "sklearn").predict_matrix(far).labels
+    np.testing.assert_array_equal(served, np.maximum(raw, 0.0))
+    portable = PortableModel(spec.to_dict(), [("sklearn", ridge, None)])
+    np.testing.assert_array_equal(portable.predict(pd.DataFrame(far, columns=["x0", "x1", "x2"])), served)
+    # A model without the floor (an old model, or a target that can be negative) answers as it predicts.
+    unfloored = ModelSpec.from_dict({k: v for k, v in spec.to_dict().items() if k != "minimum_prediction"})
+    np.testing.assert_array_equal(ModelBundle(unfloored, ridge, "sklearn").predict_matrix(far).labels, raw)
 
 
 # --- large tables: search on a sample sized from the budget, refit on all rows -------------------------------

@@ -87,9 +87,10 @@ def train(
     # Regression: RMSE alone hides scale and bias; R² and MAE beside it, and how predictions stay in range.
     others = [m for m in ("r2", "mae", "rmse") if m != metric] if metric in ("rmse", "mae", "r2") else []
     holdout = ", ".join(f"{m} {result.holdout.get(m, float('nan')):.4f}" for m in [metric, *others])
-    objective = {"poisson": "; objective poisson (non-negative target: predictions never below 0)"}.get(
-        result.objective, "; objective squared error" if result.objective else ""
-    )
+    objective = {
+        "poisson": "; objective poisson (count target: predictions never below 0)",
+        "squared_error, floored at 0": "; objective squared error, predictions floored at 0 (target never below 0)",
+    }.get(result.objective, "; objective squared error" if result.objective else "")
     console.print(
         f"v{result.version} ({result.family}): CV {metric} {result.cv_mean:.4f} ± {result.cv_std:.4f} "
         f"({result.validation}), holdout {holdout}{objective}; {role}; "

@@ -141,7 +141,8 @@ class PortableModel:
         import pandas as pd
 
         if self.task == "regression":
-            return out
+            floor = self.spec.get("minimum_prediction")
+            return out if floor is None else np.maximum(out, floor)
         labels = [self.classes[i] for i in np.argmax(out, axis=1).tolist()]
         columns: dict[str, Any] = {PREDICTION_COLUMN: labels}
         columns.update({proba_column(c): out[:, k] for k, c in enumerate(self.classes)})

@@ -92,6 +92,9 @@ class ModelSpec:
     """`data.id_column` at training: accepted in requests (never a feature) and logged for joins."""
     timestamp_column: str | None = None
     """`data.timestamp_column` at training: accepted in requests (an ISO 8601 time) and logged for joins."""
+    minimum_prediction: float | None = None
+    """Regression: the least value predicted (0 for a target never negative in training); lower outputs are
+    raised to it, here and in the portable loader."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -119,6 +122,7 @@ class ModelSpec:
             data_version=d.get("data_version", ""),
             id_column=d.get("id_column"),
             timestamp_column=d.get("timestamp_column"),
+            minimum_prediction=d.get("minimum_prediction"),
         )
 
 
@@ -286,7 +290,8 @@ class ModelBundle:
         else:
             out = native_output(self.flavor, self.estimator, X, self.spec.task)
         if self.spec.task == "regression":
-            return Prediction(labels=out)
+            floor = self.spec.minimum_prediction
+            return Prediction(labels=out if floor is None else np.maximum(out, floor))
         assert self._classes is not None
         return Prediction(labels=self._classes[np.argmax(out, axis=1)], proba=out)
 

@@ -157,6 +157,10 @@ def prepare(cfg: Config, frame: pd.DataFrame, record: DatasetRecord) -> Prepared
         if only_holdout:
             warnings.append(f"class(es) {', '.join(only_holdout)} occur only in the holdout: never predicted")
         y = class_indices(classes, train[target])
+    # A target never negative in the data (counts, amounts) gets models that never predict below zero:
+    # counts through a Poisson loss, anything else through squared error floored at zero.
+    nonnegative = task == "regression" and bool(y.min() >= 0 and y.max() > 0)
+    counts = nonnegative and bool(np.all(np.asarray(y, dtype=np.float64) % 1 == 0))
     spec = ModelSpec(
         task=task,  # type: ignore[arg-type]
         target=target,
@@ -166,17 +170,17 @@ def prepare(cfg: Config, frame: pd.DataFrame, record: DatasetRecord) -> Prepared
         data_version=record.version,
         id_column=cfg.data.id_column,
         timestamp_column=cfg.data.timestamp_column,
+        minimum_prediction=0.0 if nonnegative else None,
     )
     X = Encoder(spec).encode_frame(train)
     categorical = tuple(i for i, f in enumerate(specs) if f.kind == "categorical")
-    # A target never negative in the data (counts, amounts) gets models that cannot predict below zero.
-    nonnegative = task == "regression" and bool(y.min() >= 0 and y.max() > 0)
     problem = Problem(
         task=task,
         n_features=len(specs),
         categorical=categorical,
         seed=cfg.training.seed,
         nonnegative=nonnegative,
+        counts=counts,
     )
     return Prepared(
         spec=spec,

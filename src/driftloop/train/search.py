@@ -80,7 +80,8 @@ class TrainResult:
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     objective: str = ""
-    """Regression: `poisson` (a non-negative target; predictions never below zero) or `squared_error`."""
+    """Regression: `poisson` (a count target), `squared_error, floored at 0` (another target never below
+    zero) or `squared_error`."""
     validation: str = ""
     """How the CV folds were cut (grouped by row digest, or time-ordered)."""
     predict_ms: dict[str, float] = field(default_factory=dict)
@@ -181,7 +182,7 @@ def train(
         _log_lineage(cfg, prep, record, frame, trials, seconds)
         mlflow.log_param("validation", validation[:500])
         if not prep.problem.is_classifier:
-            mlflow.log_param("objective", prep.problem.objective)
+            mlflow.log_param("objective", prep.problem.loss)
         # The budget covers the whole run: the search gets what loading and preparing left, less a reserve
         # for the steps after it (its refit and the model's save are planned inside the search).
         search_started = time.perf_counter()
@@ -255,7 +256,7 @@ def train(
             "family": family,
             f"cv_{metric}": f"{best_cv.mean:.6f}",
             **{f"holdout_{k}": f"{v:.6f}" for k, v in holdout.items()},
-            **({"objective": prep.problem.objective} if not prep.problem.is_classifier else {}),
+            **({"objective": prep.problem.loss} if not prep.problem.is_classifier else {}),
         }
         version = tracking.register(info.model_uri, run_id, tags=tags)
         mlflow.set_tag("model_version", version)
@@ -319,7 +320,7 @@ def train(
         seconds=time.perf_counter() - started,
         leaderboard=search.leaderboard,
         warnings=prep.warnings,
-        objective="" if prep.problem.is_classifier else prep.problem.objective,
+        objective="" if prep.problem.is_classifier else prep.problem.loss,
         validation=validation,
         predict_ms=predict_ms,
         cpu_seconds=cpu_seconds,
