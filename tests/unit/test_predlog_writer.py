@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from driftloop.stores.predlog import (
     FeedbackEntry,
@@ -211,3 +213,23 @@ def test_predict_cpu_is_logged_as_each_rows_equal_share() -> None:
     unmeasured = entry("b", 2)
     table = PredictionEntry.table([measured, unmeasured])
     assert table.column("predict_cpu_ms").to_pylist() == [0.5, 0.5, 0.5, 0.5, None, None]
+
+
+def test_two_writers_of_one_process_started_in_the_same_millisecond_keep_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their file series used to be named by host, pid and start millisecond only: the second writer's
+    first file had the first's name, its rename replaced it, and that file's rows were gone. (Seen as
+    'lost' rows in the concurrent compaction test, whose two writer threads sometimes start together.)"""
+    import driftloop.stores.predlog as predlog
+
+    frozen = time.time_ns()
+    monkeypatch.setattr(predlog.time, "time_ns", lambda: frozen)
+    first = LogWriter(tmp_path, "predictions", flush_seconds=60)
+    second = LogWriter(tmp_path, "predictions", flush_seconds=60)
+    for writer, name in ((first, "a"), (second, "b")):
+        writer.put(entry(name, 2))
+        assert writer.flush() == 2
+        writer.close()
+    assert sorted(read_log(tmp_path, "predictions")["request_id"].to_pylist()) == ["a:0", "a:1", "b:0", "b:1"]
+    assert len(list((tmp_path / "predictions").rglob("*.parquet"))) == 2

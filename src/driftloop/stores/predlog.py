@@ -29,6 +29,7 @@ Readers: `log_files(log_dir, kind, start=, end=)` lists the files a time range n
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import math
@@ -396,6 +397,10 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+_WRITER_NUMBERS = itertools.count()
+"""Numbers the writers of this process (part of their file names)."""
+
+
 class LogWriter:
     """A buffered, thread-flushed Parquet writer for one log kind; one file series per process.
 
@@ -424,8 +429,12 @@ class LogWriter:
         self._on_drop = on_drop
         self._on_depth = on_depth
         self._on_quarantine = on_quarantine
+        # Host, process, start time and the writer's number in this process: two writers of one process
+        # started in the same millisecond (threads, tests, a job with several) must not share file names,
+        # or one's rename would replace the other's file and its rows would be lost.
         self._series = (
             f"{PREFIX[kind]}-{_safe(socket.gethostname())}-{os.getpid()}-{time.time_ns() // 1_000_000}"
+            f"-{next(_WRITER_NUMBERS)}"
         )
         self._seq = 0
         self._pending: list[Entry] = []
