@@ -124,7 +124,9 @@ class TrainingConfig(Section):
     server uses, in the form a worker serves (forests on treelite's GTIL; an ensemble: the sum of its
     members). Candidates over it are not chosen; if none fits,
     `train` stops with an error naming this key. 3 ms keeps a worker's one-row p99 under 10 ms on two
-    cores. null: no limit. The limit is a timing on this machine: a candidate within a few tenths of a
+    cores at rates its core can carry (about 1,000 / (model ms) one-row requests a second), not beyond: a
+    2 ms model held at 1,000 req/s on one worker had p99 22 ms (benchmarks/serving/RESULTS.md). It bounds
+    one row only; a 100-row request of a forest ensemble costs ~0.3 ms a row. null: no limit. The limit is a timing on this machine: a candidate within a few tenths of a
     millisecond of it can fall on either side from one run to the next (other processes take the cores),
     so the same data and seed give the same model only when no candidate is that close, or with null."""
 
