@@ -75,6 +75,8 @@ class EnsembleCandidate:
     """The sum of its members' predict times (None when a member's is unknown)."""
     too_slow: bool = False
     """Its CV score won, but its predict time is over `training.max_predict_ms`."""
+    over_budget: bool = False
+    """Its CV score won, but its refit would not end within the seconds budget (the best single trial's does)."""
 
     def describe(self) -> list[dict[str, Any]]:
         return [
@@ -167,7 +169,8 @@ def leaderboard(
                 f"{metric}_mean": ensemble.cv.mean,
                 f"{metric}_std": ensemble.cv.std,
                 "fit_seconds": sum(t.cv.fit_seconds for t in ensemble.members if t.cv) / max(1, n_folds),
-                "params": {"members": ensemble.describe(), "chosen": ensemble.chosen},
+                "params": {"members": ensemble.describe(), "chosen": ensemble.chosen}
+                | ({"over_budget": True} if ensemble.over_budget else {}),
                 **(ensemble.cost.to_dict() if ensemble.cost else {}),
                 **({"over_limit": True} if ensemble.too_slow else {}),
             }
@@ -299,8 +302,11 @@ def run_search(
         # Past this moment the refit of the best so far would end after the budget: stop the trial then.
         deadline = None
         if seconds is not None and done:
+            left = seconds - (time.perf_counter() - search_started)
             deadline = (
-                search_started + seconds - _refit_reserve(records, best, n_folds, pending["ensemble"], plan)
+                search_started
+                + seconds
+                - _planned_reserve(records, best, n_folds, pending["ensemble"], plan, left)
             )
         record = TrialRecord(trial.number, family, params, "running")
         records.append(record)
@@ -387,6 +393,17 @@ def run_search(
         candidate = select_ensemble(
             done, y, folds, metric, problem.task, ensemble_config, max_predict_ms=max_predict_ms
         )
+        if candidate is not None and candidate.chosen and seconds is not None:
+            # Selected after the search, the ensemble may hold a member whose refit the budget never had
+            # room for (often why the search stopped: 500 extra trees on 50,000 rows took 12 s of a 12 s
+            # budget). Then the best single trial is refitted instead, if its refit fits.
+            left = seconds - (time.perf_counter() - search_started)
+            if (
+                _refit_reserve(records, best, n_folds, candidate, plan)
+                > left
+                >= _refit_reserve(records, best, n_folds, None, plan)
+            ):
+                candidate.chosen, candidate.over_budget = False, True
     if plan is not None and plan.refit_rows < plan.total_rows:
         # The budget cannot afford a refit on every row (see `budget.plan_rows`): the largest sample it can.
         picked = stratified_sample(y_all, problem.task, plan.refit_rows, problem.seed + 1)
@@ -626,8 +643,26 @@ def _would_overrun(
         upcoming = float(np.median([t.seconds for t in records]))
     else:
         upcoming = budget.trial_estimate(family, records)
-    refit = _refit_reserve(records, best, n_folds, candidate, plan)
+    refit = _planned_reserve(records, best, n_folds, candidate, plan, seconds - elapsed - upcoming)
     return not budget.affords(upcoming, refit, elapsed, seconds)
+
+
+def _planned_reserve(
+    records: list[TrialRecord],
+    best: TrialRecord,
+    n_folds: int,
+    candidate: EnsembleCandidate | None,
+    plan: RowPlan | None,
+    left: float,
+) -> float:
+    """The refit the search leaves room for: the ensemble's when it fits in the `left` seconds, else the
+    best single trial's; an ensemble whose refit does not fit is not chosen at the end (`run_search`), so
+    reserving for it would only stop the search early."""
+    single = _refit_reserve(records, best, n_folds, None, plan)
+    if candidate is None or not candidate.chosen:
+        return single
+    both = _refit_reserve(records, best, n_folds, candidate, plan)
+    return both if both <= left else single
 
 
 def _refit_reserve(
