@@ -55,7 +55,7 @@ def test_rows_follow_the_contract(tmp_path: Path) -> None:
     writer.close()
     files = log_files(tmp_path, "predictions")
     assert len(files) == 1
-    assert re.fullmatch(r"pred-[\w.]+-\d+-\d{13}-000001\.parquet", files[0].name)
+    assert re.fullmatch(r"pred-[\w.]+-\d+-\d{13}-\d+-000001\.parquet", files[0].name)
     assert files[0].parent.relative_to(tmp_path).as_posix() == "predictions/date=2026-11-23/hour=02"
     table = pq.read_table(files[0])
     assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
