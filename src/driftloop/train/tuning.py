@@ -286,14 +286,14 @@ def run_search(
             # trial always runs: the baseline every later model must beat).
             best = _best(done, metric)
             if _would_overrun(
-                records, best, n_folds, search_started, seconds, pending["ensemble"], family, plan
+                records, best, n_folds, search_started, seconds, pending["ensemble"], family, plan, workers
             ):
                 # Skip it; stop only when no family's trial fits any more (a forest's may not, while a
                 # cheaper LightGBM or linear trial still does), or TPE keeps proposing what does not fit.
                 skipped.add(trial.number)
                 if len(skipped) >= MAX_SKIPPED or all(
                     _would_overrun(
-                        records, best, n_folds, search_started, seconds, pending["ensemble"], f, plan
+                        records, best, n_folds, search_started, seconds, pending["ensemble"], f, plan, workers
                     )
                     for f in ordered
                 ):
@@ -306,7 +306,7 @@ def run_search(
             deadline = (
                 search_started
                 + seconds
-                - _planned_reserve(records, best, n_folds, pending["ensemble"], plan, left)
+                - _planned_reserve(records, best, n_folds, pending["ensemble"], plan, left, workers)
             )
         record = TrialRecord(trial.number, family, params, "running")
         records.append(record)
@@ -394,15 +394,12 @@ def run_search(
             done, y, folds, metric, problem.task, ensemble_config, max_predict_ms=max_predict_ms
         )
         if candidate is not None and candidate.chosen and seconds is not None:
-            # Selected after the search, the ensemble may hold a member whose refit the budget never had
-            # room for (often why the search stopped: 500 extra trees on 50,000 rows took 12 s of a 12 s
-            # budget). Then the best single trial is refitted instead, if its refit fits.
+            # Selected after the search, the ensemble may hold a member whose refit the budget has no room
+            # for (500 extra trees on 50,000 rows took 12 s of a 12 s budget). Then the best single trial
+            # is refitted instead: it fits, or at least overruns by less.
             left = seconds - (time.perf_counter() - search_started)
-            if (
-                _refit_reserve(records, best, n_folds, candidate, plan)
-                > left
-                >= _refit_reserve(records, best, n_folds, None, plan)
-            ):
+            whole = _refit_reserve(records, best, n_folds, candidate, plan, workers)
+            if whole > left and _refit_reserve(records, best, n_folds, None, plan) < whole:
                 candidate.chosen, candidate.over_budget = False, True
     if plan is not None and plan.refit_rows < plan.total_rows:
         # The budget cannot afford a refit on every row (see `budget.plan_rows`): the largest sample it can.
@@ -631,6 +628,7 @@ def _would_overrun(
     candidate: EnsembleCandidate | None = None,
     family: str | None = None,
     plan: RowPlan | None = None,
+    workers: int = 1,
 ) -> bool:
     """Whether the next trial (of `family`; else a typical one) plus the refit and save of the chosen model
     would pass the budget (`train.budget`).
@@ -643,7 +641,7 @@ def _would_overrun(
         upcoming = float(np.median([t.seconds for t in records]))
     else:
         upcoming = budget.trial_estimate(family, records)
-    refit = _planned_reserve(records, best, n_folds, candidate, plan, seconds - elapsed - upcoming)
+    refit = _planned_reserve(records, best, n_folds, candidate, plan, seconds - elapsed - upcoming, workers)
     return not budget.affords(upcoming, refit, elapsed, seconds)
 
 
@@ -654,6 +652,7 @@ def _planned_reserve(
     candidate: EnsembleCandidate | None,
     plan: RowPlan | None,
     left: float,
+    workers: int = 1,
 ) -> float:
     """The refit the search leaves room for: the ensemble's when it fits in the `left` seconds, else the
     best single trial's; an ensemble whose refit does not fit is not chosen at the end (`run_search`), so
@@ -661,7 +660,7 @@ def _planned_reserve(
     single = _refit_reserve(records, best, n_folds, None, plan)
     if candidate is None or not candidate.chosen:
         return single
-    both = _refit_reserve(records, best, n_folds, candidate, plan)
+    both = _refit_reserve(records, best, n_folds, candidate, plan, workers)
     return both if both <= left else single
 
 
@@ -671,13 +670,25 @@ def _refit_reserve(
     n_folds: int,
     candidate: EnsembleCandidate | None,
     plan: RowPlan | None,
+    workers: int = 1,
 ) -> float:
-    """Expected seconds of the refit (and save) of the model chosen if the search stopped now."""
+    """Expected seconds of the refit (and save) of the model chosen if the search stopped now.
+
+    An ensemble's members are refitted side by side on `workers` threads (`_fit_ensemble`): the members that
+    fit on one thread share them, a forest uses every worker itself."""
     if candidate is not None and candidate.chosen:
-        return sum(
-            _refit_estimate(t, n_folds, candidate.trees.get(t.number, candidates.FINAL_TREES), records, plan)
+        estimates = [
+            (
+                t.family,
+                _refit_estimate(
+                    t, n_folds, candidate.trees.get(t.number, candidates.FINAL_TREES), records, plan
+                ),
+            )
             for t in candidate.members
-        )
+        ]
+        lanes = max(1, min(workers, len(estimates)))
+        shared = sum(e for family, e in estimates if family not in FORESTS)
+        return sum(e for family, e in estimates if family in FORESTS) + shared / lanes
     return _refit_estimate(best, n_folds, candidates.FINAL_TREES, records, plan)
 
 
