@@ -81,8 +81,8 @@ def test_two_replicas_share_one_postgresql(tmp_path: Path, red: pd.DataFrame, pg
         for proc in servers:
             _stop(proc)
     files = log_files(stores.log_dir, "predictions")
-    # pred-<host>-<pid>-<start-ms>-<seq>.parquet: one file series per process
-    writers = {re.fullmatch(r"pred-.+-(\d+)-\d{13}-\d{6}\.parquet", f.name).group(1) for f in files}
+    # pred-<host>-<pid>-<start-ms>-<writer>-<seq>.parquet: one file series per process (one writer of a kind)
+    writers = {re.fullmatch(r"pred-.+-(\d+)-\d{13}-\d+-\d{6}\.parquet", f.name).group(1) for f in files}
     assert len(writers) >= 2, f"expected files from both replicas, got {[f.name for f in files]}"
     check = run_check(stores, cfg, last=10_000, record=False)
     assert check.n_rows == answered

@@ -76,7 +76,8 @@ def test_graceful_restarts_log_every_answered_row_once(wine_models: WineModels, 
     assert count_rows(logs, "predictions", where="arm <> 'shadow'") == tally["rows"]
     assert count_rows(logs, "predictions", where="request_id IS NULL OR model_version IS NULL") == 0
     pids = {
-        re.match(r"pred-.+-(\d+)-\d+-\d+\.parquet", p.name).group(1) for p in log_files(logs, "predictions")
+        re.fullmatch(r"pred-.+-(\d+)-\d{13}-\d+-\d{6}\.parquet", p.name).group(1)
+        for p in log_files(logs, "predictions")
     }
     assert len(pids) >= 2  # one file series per worker process
 
@@ -133,7 +134,7 @@ def test_metrics_add_up_across_two_workers(wine_models: WineModels, tmp_path: Pa
             rss = float(re.search(r"^driftloop_process_resident_memory_bytes (\S+)", text, re.M).group(1))
             assert rss > 2 * 50e6  # two workers, each with numpy, LightGBM and a model loaded
     pids = {
-        re.match(r"pred-.+-(\d+)-\d+-\d+\.parquet", p.name).group(1)
+        re.fullmatch(r"pred-.+-(\d+)-\d{13}-\d+-\d{6}\.parquet", p.name).group(1)
         for p in log_files(tmp_path / "logs", "predictions")
     }
     assert len(pids) == 2  # both workers answered some of them
