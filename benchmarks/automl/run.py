@@ -176,8 +176,8 @@ def ensure_venv(name: str, venv: Path, requirements: list[str]) -> Path | None:
     python = venv / "bin" / "python"
     if python.exists():
         return python
-    WORK.mkdir(parents=True, exist_ok=True)
-    log = WORK / f"venv-{name.lower()}.log"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    log = venv.parent / f"venv-{name.lower()}.log"
     print(f"building {name}'s venv in {venv} (log {log})", flush=True)
     with log.open("w") as fh:
         ok = (

@@ -28,20 +28,33 @@ Each case is repeated over `--seeds` random splits. NannyML runs in its own virt
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
+
+
+def _automl_run() -> Any:
+    """benchmarks/automl/run.py, which already builds a tool's own venv and names the machine."""
+    spec = importlib.util.spec_from_file_location("automl_run", HERE.parent / "automl" / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+automl = _automl_run()
 WORK = HERE / ".work"
 VENV = WORK / "venv-nannyml"
 ROOT = HERE.parents[1]
@@ -305,28 +318,6 @@ def driftloop_estimates(split: Split) -> tuple[list[dict], float]:
     return out, seconds
 
 
-def ensure_venv() -> Path | None:
-    """NannyML's own virtual environment (its pins clash with driftloop's), built once with uv; its python."""
-    python = VENV / "bin" / "python"
-    if python.exists():
-        return python
-    WORK.mkdir(parents=True, exist_ok=True)
-    log = WORK / "venv-nannyml.log"
-    print(f"building NannyML's venv in {VENV} (log {log})", flush=True)
-    with log.open("w") as fh:
-        ok = (
-            subprocess.run(["uv", "venv", "--python", "3.11", str(VENV)], stdout=fh, stderr=fh).returncode
-            == 0
-        )
-        ok = ok and subprocess.run(
-            ["uv", "pip", "install", "--python", str(python), *REQUIREMENTS], stdout=fh, stderr=fh
-        ).returncode == 0  # fmt: skip
-    if not ok:
-        print(f"NannyML could not be installed; see {log}", file=sys.stderr)
-        return None
-    return python
-
-
 def nannyml_estimates(python: Path, jobs: list[dict]) -> dict[str, dict]:
     manifest, out = WORK / "manifest.json", WORK / "nannyml.jsonl"
     manifest.write_text(json.dumps(jobs))
@@ -341,18 +332,6 @@ def nannyml_estimates(python: Path, jobs: list[dict]) -> dict[str, dict]:
 
 
 # -- report ----------------------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
 def versions(python: Path | None) -> str:
@@ -389,7 +368,7 @@ def main() -> None:
     args = parser.parse_args()
     cases = [c for c in CASES if c.name in args.cases]
     seeds = list(range(args.seeds))
-    python = None if args.no_nannyml else ensure_venv()
+    python = None if args.no_nannyml else automl.ensure_venv("NannyML", VENV, REQUIREMENTS)
     started = time.time()
     WORK.mkdir(parents=True, exist_ok=True)
 
@@ -490,7 +469,7 @@ def write_results(
         f"nice -n 19 .venv/bin/python benchmarks/estimation/run.py --seeds {len(seeds)}",
         "```",
         "",
-        f"Machine: {machine()}. **Run under `nice -n 19` on a shared machine** (another engineer's benchmarks were "
+        f"Machine: {automl.machine()}. **Run under `nice -n 19` on a shared machine** (another engineer's benchmarks were "
         "running), so the seconds are noisy; both tools ran in the same conditions, one after the other.",
         "",
         f"Versions: {versions(python)}. Wall time of the whole run: {wall:.0f} s.",
