@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from driftloop.config import Config
 
 REFERENCE_ARTIFACT = "reference/reference.parquet"
+#: The kept holdout's rows (features + target, sampled to `training.reference_rows`): labelled rows the model
+#: never trained on, which label-free performance estimation calibrates on (monitor/estimated.py).
+HOLDOUT_ARTIFACT = "reference/holdout.parquet"
 GATE_REPORT_ARTIFACT = "gate/gate_report.json"
 #: A version's cost, as tags `train` writes (`train.search.training_cost_tags`) and `models show` reads.
 COST_TAGS = (
@@ -205,6 +208,14 @@ class TrackingStore:
     def reference_path(self, version: str) -> Path:
         """The drift reference sample of a model version (training features + target, Parquet)."""
         return self.run_artifact(self.get_version(version).run_id, REFERENCE_ARTIFACT)
+
+    def holdout_path(self, version: str) -> Path | None:
+        """The kept holdout sample of a model version (Parquet); None for a version trained before it was kept."""
+        run_id = self.get_version(version).run_id
+        folder = HOLDOUT_ARTIFACT.rsplit("/", 1)[0]
+        if HOLDOUT_ARTIFACT not in {f.path for f in self.client.list_artifacts(run_id, folder)}:
+            return None
+        return self.run_artifact(run_id, HOLDOUT_ARTIFACT)
 
 
 def _info(mv: Any) -> ModelVersionInfo:

@@ -187,9 +187,13 @@ def _best_trial_cell(row: dict[str, Any]) -> str:
     return "all failed" if row["failed"] else "-"
 
 
-def log_reference(frame: pd.DataFrame, artifact_path: str) -> None:
-    """Write the drift reference sample as Parquet and log it at `artifact_path` of the active run."""
+def log_reference(frame: pd.DataFrame, artifact_path: str, *, max_rows: int, seed: int) -> None:
+    """Write a reference sample (at most `max_rows` rows of `frame`) as Parquet and log it at `artifact_path`
+    of the active run."""
     import mlflow
+
+    if len(frame) > max_rows:
+        frame = frame.sample(max_rows, random_state=seed)
 
     folder, name = artifact_path.rsplit("/", 1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,7 +34,7 @@ from driftloop.registry.gate import GateReport, run_gate
 from driftloop.stores import Stores, open_stores
 from driftloop.stores.metadata import Deployment, Lease
 from driftloop.stores.models import ModelBundle, load_bundle_dir, log_bundle
-from driftloop.stores.tracking import GATE_REPORT_ARTIFACT, REFERENCE_ARTIFACT
+from driftloop.stores.tracking import GATE_REPORT_ARTIFACT, HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT
 from driftloop.train import cost
 from driftloop.train import record as rec
 from driftloop.train.budget import search_seconds
@@ -236,12 +236,12 @@ def train(
             f"model {family}: predicts one row in {predict_ms['predict_ms_1row']:.3f} ms, 100 rows in "
             f"{predict_ms['predict_ms_100rows']:.3f} ms (limit {cfg.training.max_predict_ms} ms a row)"
         )
-        reference = (prep.train if drift_reference is None else drift_reference)[
-            [*spec.feature_names, spec.target]
-        ]
-        if len(reference) > cfg.training.reference_rows:
-            reference = reference.sample(cfg.training.reference_rows, random_state=cfg.training.seed)
-        rec.log_reference(reference, REFERENCE_ARTIFACT)
+        columns = [*spec.feature_names, spec.target]
+        sample = {"max_rows": cfg.training.reference_rows, "seed": cfg.training.seed}
+        reference = prep.train if drift_reference is None else drift_reference
+        rec.log_reference(reference[columns], REFERENCE_ARTIFACT, **sample)
+        # Monitoring estimates performance before labels arrive by calibrating on rows the model never saw.
+        rec.log_reference(prep.holdout[columns], HOLDOUT_ARTIFACT, **sample)
         dep = stores.metadata.get_deployment(stores.model_name)
         report = None
         if dep.champion is not None:
