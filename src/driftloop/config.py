@@ -41,6 +41,8 @@ Strategy = Literal["single", "ab", "canary", "shadow", "bluegreen"]
 
 #: Metrics where a smaller value is better; the gate and the controller flip their comparisons for these.
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+#: Metrics monitoring can estimate before labels arrive (monitor/estimation.py); log_loss and r2 cannot be.
+ESTIMATED_METRICS = frozenset({"accuracy", "f1_macro", "roc_auc", "rmse", "mae"})
 DEFAULT_METRIC: dict[str, Metric] = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
 TASK_METRICS: dict[str, tuple[Metric, ...]] = {
     "binary": ("roc_auc", "accuracy", "f1_macro", "log_loss"),
@@ -241,9 +243,13 @@ class MonitoringConfig(Section):
     """Also test the joint distribution (monitor/multivariate.py: a domain classifier and PCA reconstruction
     error, about 1 s a pass on 2 cores): catches changes in how features move together that per-column tests
     miss. Needed by the `multivariate_drift` trigger."""
+    estimation: bool = True
+    """Estimate each version's performance per arm from its outputs alone, before labels arrive (CBPE for
+    classifiers, DLE for regression, calibrated on the version's kept holdout; monitor/estimated.py).
+    Needed by the `estimated_performance` trigger and alert rule."""
 
 
-AlertKind = Literal["dataset_drift", "feature_drift", "metric_drop", "data_quality"]
+AlertKind = Literal["dataset_drift", "feature_drift", "metric_drop", "estimated_performance", "data_quality"]
 
 
 class AlertRule(Section):
@@ -251,7 +257,8 @@ class AlertRule(Section):
     kind: AlertKind
     features: list[str] = Field(default_factory=list)
     max_drop: float = Field(0.05, ge=0)
-    """metric_drop: alert when the live metric is this far below the champion's gate metric."""
+    """metric_drop: alert when the live metric is this far below the champion's gate metric;
+    estimated_performance: when its label-free estimate is, with the estimate's band below it too."""
     severity: Literal["info", "warning", "critical"] = "warning"
 
 
@@ -273,7 +280,13 @@ class AlertsConfig(Section):
 
 class TriggerConfig(Section):
     kind: Literal[
-        "dataset_drift", "feature_drift", "multivariate_drift", "metric_drop", "schedule", "new_labels"
+        "dataset_drift",
+        "feature_drift",
+        "multivariate_drift",
+        "metric_drop",
+        "estimated_performance",
+        "schedule",
+        "new_labels",
     ]
     features: list[str] = Field(default_factory=list)
     max_drop: float = Field(0.05, ge=0)
@@ -403,6 +416,33 @@ class Config(Section):
 
     base_dir: Path = Field(default=Path("."), exclude=True)
     """Folder of the config file; relative paths in it are resolved against this."""
+
+    @model_validator(mode="after")
+    def _estimated_performance_has_its_signal(self) -> Config:
+        uses = [
+            f"loop.triggers[{i}]"
+            for i, t in enumerate(self.loop.triggers)
+            if t.kind == "estimated_performance"
+        ]
+        uses += [
+            f"alerts.rules[{i}] ({r.name})"
+            for i, r in enumerate(self.alerts.rules)
+            if r.kind == "estimated_performance"
+        ]
+        if not uses:
+            return self
+        if not self.monitoring.estimation:
+            raise ValueError(
+                f"{uses[0]}: estimated_performance needs monitoring.estimation: true "
+                "(else no pass estimates performance and it could never fire)"
+            )
+        chosen = self.training.metric
+        if chosen is not None and chosen not in ESTIMATED_METRICS:
+            raise ValueError(
+                f"{uses[0]}: estimated_performance compares the gate metric, and training.metric {chosen!r} "
+                f"has no label-free estimate; use one of {', '.join(sorted(ESTIMATED_METRICS))}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _multivariate_trigger_has_its_signal(self) -> Config:

@@ -196,7 +196,11 @@ def monitor(
         check = run_check(stores, cfg, window=window, last=last)
         check.alerts = [o.to_dict() for o in evaluate_alerts(stores, cfg, check)]
         history = [
-            {"ts": row["ts"].isoformat(), "performance": row["result"].get("performance")}
+            {
+                "ts": row["ts"].isoformat(),
+                "performance": row["result"].get("performance"),
+                "estimated": row["result"].get("estimated"),
+            }
             for row in stores.metadata.list_monitoring_results(stores.model_name, limit=500)
         ]
         report = check.report(history=history)
@@ -228,6 +232,7 @@ def monitor(
             console.print(f"[red]data quality:[/] {problem}")
     print_multivariate(report.get("multivariate") or [])
     print_performance(report.get("performance") or {})
+    print_estimated(report.get("estimated") or [])
     print_cost(report.get("cost") or [])
     _write(report, json_out, html_out, write_json, write_html)
 
@@ -333,6 +338,22 @@ def print_cost(cost: list[dict]) -> None:
             "not measured" if c["cpu_ms_per_1k"] is None else f"{c['cpu_ms_per_1k']:.1f} CPU-ms per 1,000"
         )
         console.print(f"cost v{c['model_version']} {c['arm']} ({c['source']}): {c['rows']} rows, {figure}")
+
+
+def print_estimated(estimated: list[dict]) -> None:
+    """Metrics estimated without labels per model version and arm, with their bands (or why there are none)."""
+    for group in estimated:
+        metrics = ", ".join(
+            f"{k} {v['value']:.4g} [{v['low']:.4g}, {v['high']:.4g}]"
+            for k, v in group["metrics"].items()
+            if v["value"] is not None and v["low"] is not None and v["high"] is not None
+        )
+        note = f" [dim]({group['note']})[/]" if group.get("note") else ""
+        console.print(
+            f"v{group['model_version']} {group['arm']}: {group['rows']} rows, estimated "
+            f"({group['method'] or 'none'}) {metrics or '-'}{note}",
+            highlight=False,
+        )
 
 
 def print_performance(performance: dict) -> None:

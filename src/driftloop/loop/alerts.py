@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from driftloop.config import LOWER_IS_BETTER, AlertRule
+from driftloop.monitor.estimated import estimated_drop
 from driftloop.stores.metadata import utcnow
 
 if TYPE_CHECKING:
@@ -130,6 +131,13 @@ def _apply(rule: AlertRule, check: Any) -> Alert | None:
                     "reference": check.reference_metric,
                 },
             )
+    if rule.kind == "estimated_performance":
+        metric = check.metric_name or ""
+        fired, reason, evidence = estimated_drop(
+            metric, check.champion_estimate, check.reference_metric, rule.max_drop
+        )
+        if fired:
+            return Alert(rule.name, rule.severity, reason, model_version=version, evidence=evidence)
     if rule.kind == "data_quality" and check.quality is not None and not check.quality.passed:
         problems = check.quality.problems
         return Alert(

@@ -87,6 +87,7 @@ def signals_from_check(check: Any, cfg: Config, now: datetime) -> Signals:
         live_metric=check.champion_metric,
         reference_metric=check.reference_metric,
         n_labels=check.n_labeled,
+        estimated_metric=check.champion_estimate,
     )
 
 

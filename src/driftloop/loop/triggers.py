@@ -1,5 +1,5 @@
-"""Retraining triggers: dataset drift, drift of named features, multivariate drift, a metric drop, a schedule,
-new labels.
+"""Retraining triggers: dataset drift, drift of named features, multivariate drift, a metric drop (on labels,
+or estimated without them), a schedule, new labels.
 
 Each trigger is configured from `loop.triggers`, then `evaluate(signals, last_fired)` says whether it fires
 and why. Cool-downs are computed from when the trigger last fired (read from the event log by the caller),
@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from driftloop.config import LOWER_IS_BETTER, TriggerConfig
+from driftloop.monitor.estimated import estimated_drop
+from driftloop.monitor.estimation import MetricEstimate
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Signals:
     """The champion's gate metric on the held-out rows when it was trained."""
     n_labels: int = 0
     """Labeled production rows since the champion took over."""
+    estimated_metric: MetricEstimate | None = None
+    """The champion's gate metric estimated without labels over the window (`monitoring.estimation`)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,11 @@ class Trigger:
             f"{s.metric} {s.live_metric:.3f} vs {s.reference_metric:.3f}: within {self.cfg.max_drop}",
             evidence,
         )
+
+    def _estimated_performance(self, s: Signals, _last: datetime | None) -> tuple[bool, str, dict[str, Any]]:
+        if s.no_data:
+            return False, "no data in the window", {}
+        return estimated_drop(s.metric, s.estimated_metric, s.reference_metric, self.cfg.max_drop)
 
     def _schedule(self, s: Signals, last: datetime | None) -> tuple[bool, str, dict[str, Any]]:
         every = self.cfg.every_seconds

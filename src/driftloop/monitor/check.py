@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from driftloop.errors import first_line
 from driftloop.kinds import bool_key, category_key
 from driftloop.monitor.cost import ArmCost, serving_cost
 from driftloop.monitor.drift import ColumnDrift, ColumnOverride, ColumnSpec, DriftDetector, DriftResult
+from driftloop.monitor.estimated import GroupEstimate, VersionEstimator, estimate_window
+from driftloop.monitor.estimation import MetricEstimate
 from driftloop.monitor.logwindow import Window, read_labeled, read_window
 from driftloop.monitor.multivariate import MultivariateResult, multivariate_drift
 from driftloop.monitor.performance import PerformanceResult, evaluate_performance
@@ -59,6 +62,11 @@ def category_strings(series: pd.Series) -> pd.Series:
             return str(v)
 
     return series.astype(object).map(one)
+
+
+def class_strings(classes: Sequence[Any]) -> tuple[str, ...]:
+    """A model's classes as the log writes them (the keys of its probabilities and its labels)."""
+    return tuple(str(v) for v in category_strings(pd.Series(list(classes), dtype=object)))
 
 
 def _frame_for(specs: Sequence[ColumnSpec], frame: pd.DataFrame) -> pd.DataFrame:
@@ -130,7 +138,7 @@ class ReferenceState:
             model_name=model_name,
             model_version=model_version,
             task=task,
-            classes=tuple(str(category_strings(pd.Series([c]))[0]) for c in classes),
+            classes=class_strings(classes),
             features=specs,
             detector=detector,
             profiles=profile_features(features, reference),
@@ -168,6 +176,8 @@ class CheckResult:
     """Joint-distribution drift (`monitoring.multivariate`): one result per method, empty when off."""
     cost: list[ArmCost] = field(default_factory=list)
     """Serving cost per version, arm and source over the window (shadow scoring included)."""
+    estimated: list[GroupEstimate] = field(default_factory=list)
+    """Label-free performance per version and arm over the window (`monitoring.estimation`)."""
 
     @property
     def no_data(self) -> bool:
@@ -179,6 +189,14 @@ class CheckResult:
             return 0
         group = self.performance.group(self.model_version, "champion")
         return group.n_labeled if group else 0
+
+    @property
+    def champion_estimate(self) -> MetricEstimate | None:
+        """The label-free estimate of the gate metric for the champion's own arm, if the pass made one."""
+        for group in self.estimated:
+            if group.model_version == self.model_version and group.arm == "champion":
+                return group.metrics.get(self.metric_name or "")
+        return None
 
     def to_dict(self, *, distributions: bool = True) -> dict[str, Any]:
         def col(c: ColumnDrift | None) -> dict[str, Any] | None:
@@ -210,6 +228,7 @@ class CheckResult:
             "alerts": self.alerts,
             "multivariate": [m.to_dict() for m in self.multivariate],
             "cost": [c.to_dict() for c in self.cost],
+            "estimated": [g.to_dict() for g in self.estimated],
         }
 
     def report(self, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -228,8 +247,10 @@ def evaluate_window(
     monitoring: MonitoringConfig,
     unknown_labels: int = 0,
     last_rows: int | None = None,
+    estimators: Mapping[str, VersionEstimator] | None = None,
 ) -> CheckResult:
-    """Drift, quality and performance of one window against a prepared reference."""
+    """Drift, quality and performance of one window against a prepared reference; with `estimators` (per
+    model version), performance estimated without labels too."""
     rows = window.rows
     n = len(rows)
     status = "ok" if n >= monitoring.min_rows else "no_data"
@@ -255,6 +276,8 @@ def evaluate_window(
         result.drift = state.detector.evaluate(current)
         if state.joint_reference is not None:
             result.multivariate = multivariate_drift(state.joint_reference, current, state.features)
+        if estimators:
+            result.estimated = estimate_window(rows, estimators, min_rows=monitoring.min_rows)
         if state.prediction_detector is not None:
             served = (
                 rows[rows["model_version"].astype(str) == str(state.model_version)]
@@ -330,6 +353,41 @@ def reference_state(stores: Stores, cfg: Config, version: str) -> ReferenceState
     return state
 
 
+_ESTIMATORS: dict[tuple[str, str, str, float], VersionEstimator] = {}
+
+
+def version_estimator(stores: Stores, cfg: Config, version: str) -> VersionEstimator:
+    """A version's label-free estimator, fitted on its kept holdout once per (store, model, version, level).
+
+    A version whose holdout or model cannot be read (the tracking store down) has no estimate this pass,
+    with the reason in the result; it is tried again next pass."""
+    key = (stores.tracking.tracking_uri, stores.model_name, str(version), cfg.monitoring.confidence)
+    with _CACHE_LOCK:
+        if key in _ESTIMATORS:
+            return _ESTIMATORS[key]
+    try:
+        bundle = stores.tracking.load_bundle(version)
+        path = stores.tracking.holdout_path(version)
+        holdout = None if path is None else pd.read_parquet(path)
+    except Exception as exc:  # a view like MLflow logging: a store fault must not stop the pass
+        log.warning("no performance estimate for v%s: %s", version, first_line(exc))
+        return VersionEstimator(
+            str(version), None, f"v{version}: model or holdout unreadable: {first_line(exc)}"
+        )
+    fitted = VersionEstimator.fit(
+        str(version),
+        bundle,
+        holdout,
+        classes=class_strings(bundle.spec.classes),
+        confidence=cfg.monitoring.confidence,
+    )
+    with _CACHE_LOCK:
+        if len(_ESTIMATORS) >= _CACHE_SIZE:
+            _ESTIMATORS.pop(next(iter(_ESTIMATORS)))
+        _ESTIMATORS[key] = fitted
+    return fitted
+
+
 def champion_since(stores: Stores, champion: str) -> datetime | None:
     """When `champion` took over from another champion (deployment history); None for the first champion
     (nothing served before it, and rows a test or an import back-dates still count) or if history is silent."""
@@ -386,7 +444,13 @@ def run_check(
     labeled, unknown = read_labeled(
         stores.log_dir, stores.model_name, start=perf_start, end=None if last is not None else end
     )
-    result = evaluate_window(state, win, labeled, monitoring=mon, unknown_labels=unknown, last_rows=last)
+    estimators = None
+    if mon.estimation and len(win.rows) >= mon.min_rows:
+        versions = sorted(set(win.rows["model_version"].astype(str)))
+        estimators = {v: version_estimator(stores, cfg, v) for v in versions}
+    result = evaluate_window(
+        state, win, labeled, monitoring=mon, unknown_labels=unknown, last_rows=last, estimators=estimators
+    )
     # With --last N the window ends at its newest row, which `ts < end` would leave out: read up to now.
     cost_end = None if last is not None else end
     result.cost = serving_cost(stores.log_dir, stores.model_name, start=win.start, end=cost_end)

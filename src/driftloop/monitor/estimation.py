@@ -153,8 +153,9 @@ def fit_estimator(
     classes: Sequence[Any] | None = None,
     confidence: float = 0.95,
     seed: int = 0,
+    rare: Literal["refuse", "raw"] = "refuse",
 ) -> PerformanceEstimator:
-    """An estimator fitted on a labelled, out-of-sample reference.
+    """An estimator fitted on a labelled, out-of-sample reference (`rare`: see `CBPEEstimator.fit`).
 
     `outputs`: for a classifier its class probabilities, (n, k) in `classes` order (a binary model may give
     the second class's probability alone, shape (n,)); for a regression its predictions, (n,).
@@ -169,7 +170,7 @@ def fit_estimator(
         if features is None:
             raise DataError("regression estimation (DLE) needs the reference features")
         return DLEEstimator.fit(features, outputs, labels, confidence=confidence, seed=seed)
-    return CBPEEstimator.fit(outputs, labels, task, classes=classes, confidence=confidence)
+    return CBPEEstimator.fit(outputs, labels, task, classes=classes, confidence=confidence, rare=rare)
 
 
 # -- CBPE ----------------------------------------------------------------------------------------------
@@ -271,6 +272,14 @@ def _apply(maps: Sequence[_Isotonic], p: np.ndarray) -> np.ndarray:
     return np.where(total > 0, q / np.where(total > 0, total, 1.0), p)
 
 
+def _identity(reference_rows: int) -> _Isotonic:
+    """A map that keeps the model's score; its band counts it as pinned by the whole reference (its real
+    error is unknown: the class was too rare to measure it)."""
+    return _Isotonic(
+        np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.array([0, 1]), np.full(2, float(reference_rows))
+    )
+
+
 def _fit_maps(p: np.ndarray, y: np.ndarray) -> list[_Isotonic]:
     if p.shape[1] == 2:
         return [_fit_isotonic(p[:, 1], (y == 1).astype(float))]
@@ -286,6 +295,8 @@ class CBPEEstimator(PerformanceEstimator):
     confidence: float
     reference_rows: int
     method: str = "cbpe"
+    uncalibrated: tuple[str, ...] = ()
+    """Classes too rare in the reference to calibrate, whose scores are used as the model gives them."""
 
     @classmethod
     def fit(
@@ -296,7 +307,12 @@ class CBPEEstimator(PerformanceEstimator):
         *,
         classes: Sequence[Any] | None = None,
         confidence: float = 0.95,
+        rare: Literal["refuse", "raw"] = "refuse",
     ) -> CBPEEstimator:
+        """`rare`: what to do with a class that has fewer than `MIN_CLASS_ROWS` reference rows: refuse
+        (`driftloop estimate`: the user can bring a larger reference), or keep the model's own scores for it
+        (the monitoring pass, whose reference is the kept holdout: a class of ten rows in 1,600 has two
+        there); the classes so kept are listed in each result's detail as `uncalibrated`."""
         p = _probabilities(outputs, len(classes) if classes else None, "reference scores")
         k = p.shape[1]
         if task == "binary" and k != 2:
@@ -313,18 +329,24 @@ class CBPEEstimator(PerformanceEstimator):
                 "(thousands give a usable calibration)"
             )
         counts = np.bincount(y, minlength=k)
-        rare = [str(names[c]) for c in range(k) if counts[c] < MIN_CLASS_ROWS]
-        if rare:
+        few = [c for c in range(k) if counts[c] < MIN_CLASS_ROWS]
+        if few and rare == "refuse":
             raise DataError(
-                f"reference: class(es) {', '.join(rare)} have fewer than {MIN_CLASS_ROWS} labelled rows; "
-                "their scores cannot be calibrated (use a larger or stratified reference)"
+                f"reference: class(es) {', '.join(str(names[c]) for c in few)} have fewer than "
+                f"{MIN_CLASS_ROWS} labelled rows; their scores cannot be calibrated (use a larger or "
+                "stratified reference)"
             )
+        maps = _fit_maps(p, y)
+        raw = ([0] if few else []) if k == 2 else few  # binary: one map, for both classes
+        for c in raw:
+            maps[c] = _identity(len(y))
         return cls(
             task=task,
             classes=names,
-            maps=_fit_maps(p, y),
+            maps=maps,
             confidence=confidence,
             reference_rows=len(y),
+            uncalibrated=tuple(str(names[c]) for c in few),
         )
 
     def calibrated(self, outputs: Any) -> np.ndarray:
@@ -380,6 +402,7 @@ class CBPEEstimator(PerformanceEstimator):
             metrics=metrics,
             detail={
                 "reference_rows": self.reference_rows,
+                **({"uncalibrated": list(self.uncalibrated)} if self.uncalibrated else {}),
             },
         )
 

@@ -18,6 +18,16 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "REGRESSION_METRICS",
+    "GroupPerformance",
+    "MetricValue",
+    "PerformanceResult",
+    "evaluate_performance",
+    "probability_matrix",
+]
+
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro", "roc_auc")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 
@@ -123,7 +133,8 @@ def _metrics(
     pc = np.array([code.get(v, -1) for v in pred], dtype=np.int64)
     out["accuracy"] = _with_ci(_accuracy, (yc, pc), idx, alpha)
     out["f1_macro"] = _with_ci(lambda a, b: _f1_macro(a, b, len(labels)), (yc, pc), idx, alpha)
-    proba = _probabilities(rows.get("probabilities"), labels)
+    column = rows.get("probabilities")
+    proba = None if column is None or column.isna().any() else probability_matrix(column, labels)
     if proba is not None and len(labels) >= 2:
         known = yc >= 0
         yk, pk = yc[known], proba[known]
@@ -200,10 +211,8 @@ def _roc_auc(y: np.ndarray, proba: np.ndarray, targets: list[int]) -> np.ndarray
         return np.where(valid.any(axis=1), np.nansum(aucs, axis=1) / np.maximum(valid.sum(axis=1), 1), np.nan)
 
 
-def _probabilities(column: pd.Series | None, labels: list[str]) -> np.ndarray | None:
-    """(n, k) probability matrix from the JSON column; None if any row lacks them."""
-    if column is None or column.isna().any():
-        return None
+def probability_matrix(column: pd.Series, labels: list[str]) -> np.ndarray:
+    """(n, k) probability matrix from the log's JSON column (every row has one), in `labels` order."""
     out = np.zeros((len(column), len(labels)))
     for i, text in enumerate(column.tolist()):
         probs = json.loads(text)

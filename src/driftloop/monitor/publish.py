@@ -11,6 +11,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 from driftloop.errors import first_line
@@ -65,6 +66,10 @@ def mlflow_metrics(result: CheckResult) -> dict[str, float]:
     for m in result.multivariate:
         out[f"multivariate_score.{m.method}"] = m.statistic
         out[f"multivariate_drift.{m.method}"] = float(m.drift)
+    for guess in result.estimated:
+        for metric, est in guess.metrics.items():
+            if np.isfinite(est.value):
+                out[f"estimated_{metric}.{_safe(guess.arm)}.v{_safe(guess.model_version)}"] = est.value
     if result.quality is not None:
         out["quality_passed"] = float(result.quality.passed)
     if result.performance is not None:
@@ -167,6 +172,12 @@ def _gauges(registry: CollectorRegistry) -> dict[str, Gauge]:
                 ["model_version", "arm", "source"],
                 registry=registry,
             ),
+            "estimated": Gauge(
+                "driftloop_model_metric_estimated",
+                "Model metric estimated without labels (CBPE / DLE) over the last window, with its band",
+                ["metric", "model_version", "arm", "bound"],
+                registry=registry,
+            ),
             "unmatched": Gauge(
                 "driftloop_feedback_unmatched",
                 "Feedback labels in the last pass's performance span whose request id matches no prediction",
@@ -197,6 +208,13 @@ def export_gauges(result: CheckResult, registry: CollectorRegistry = REGISTRY) -
     for m in result.multivariate:
         g["joint"].labels(m.method).set(m.statistic)
         g["joint_drift"].labels(m.method).set(float(m.drift))
+    if not result.no_data:
+        g["estimated"].clear()  # versions and arms come and go: only this pass's estimates stand
+    for guess in result.estimated:
+        for metric, est in guess.metrics.items():
+            for bound, figure in (("value", est.value), ("low", est.low), ("high", est.high)):
+                if np.isfinite(figure):
+                    g["estimated"].labels(metric, guess.model_version, guess.arm, bound).set(figure)
     g["cpu"].clear()
     for c in result.cost:
         if c.cpu_ms_per_1k is not None:

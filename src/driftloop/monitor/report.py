@@ -79,10 +79,13 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append(_quality_table(quality))
     performance = report.get("performance")
     history = report.get("history") or []
-    if performance or history:
+    estimated = report.get("estimated") or []
+    if performance or history or estimated:
         parts.append("<h2>Performance</h2>")
         if performance:
             parts.append(_performance_table(performance))
+        if estimated:
+            parts.append(_estimated_table(estimated, performance or {}))
         if history:
             parts.append(_figure(_history_figure(history)))
     cost = report.get("cost")
@@ -199,6 +202,35 @@ def _performance_table(performance: dict[str, Any]) -> str:
     return f"<table>{head}{''.join(rows)}</table>{extra}"
 
 
+def _estimated_table(estimated: list[dict[str, Any]], performance: dict[str, Any]) -> str:
+    """Label-free estimates per version and arm over the window, beside the realised metric once labels came."""
+    realised = {(g["model_version"], g["arm"]): g for g in performance.get("groups", [])}
+    rows = []
+    for group in estimated:
+        live = realised.get((group["model_version"], group["arm"]))
+        cells = []
+        for k, v in group["metrics"].items():
+            real = (live or {}).get("metrics", {}).get(k, {}).get("value")
+            cells.append(
+                f"{html.escape(k)} {_fmt(v['value'])} [{_fmt(v['low'])}, {_fmt(v['high'])}]"
+                + (
+                    f", realised {_fmt(real)} ({live['n_labeled']} labels)"
+                    if live and real is not None
+                    else ""
+                )
+            )
+        rows.append(
+            f"<tr><td>{html.escape(str(group['model_version']))}</td><td>{html.escape(str(group['arm']))}</td>"
+            f"<td>{group['rows']}</td><td>{html.escape(str(group['method'] or '-'))}</td>"
+            f"<td>{'; '.join(cells) or '-'}</td><td>{html.escape(group.get('note') or '')}</td></tr>"
+        )
+    head = (
+        "<tr><th>model version</th><th>arm</th><th>rows</th><th>method</th>"
+        "<th>estimated without labels (95% band)</th><th>note</th></tr>"
+    )
+    return f"<h3>Estimated before labels</h3><table>{head}{''.join(rows)}</table>"
+
+
 def _multivariate_table(results: list[dict[str, Any]]) -> str:
     rows = []
     for m in results:
@@ -255,15 +287,18 @@ def _history_figure(history: list[dict[str, Any]]) -> go.Figure:
     """One line per (metric, model version, arm) over the stored monitoring passes."""
     series: dict[str, tuple[list[Any], list[Any]]] = {}
     for point in history:
-        for group in (point.get("performance") or {}).get("groups", []):
+        groups = [(g, "") for g in (point.get("performance") or {}).get("groups", [])]
+        groups += [(g, " (estimated)") for g in point.get("estimated") or []]
+        for group, kind in groups:
             for metric, value in group["metrics"].items():
-                key = f"{metric} v{group['model_version']} {group['arm']}"
+                key = f"{metric} v{group['model_version']} {group['arm']}{kind}"
                 xs, ys = series.setdefault(key, ([], []))
                 xs.append(point["ts"])
                 ys.append(value["value"])
     fig = go.Figure()
     for key, (xs, ys) in series.items():
-        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=key)
+        dash = "dot" if key.endswith("(estimated)") else "solid"
+        fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=key, line={"dash": dash})
     fig.update_layout(title="Performance over time", height=360, margin={"l": 50, "r": 20, "t": 50, "b": 40})
     return fig
 

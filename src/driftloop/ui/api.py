@@ -149,6 +149,7 @@ def monitoring(stores: Stores, *, limit: int = 200) -> dict[str, Any]:
                 },
                 "metric": (result.get("metric") or {}).get("name"),
                 "performance": perf.get("groups") or [],
+                "estimated": result.get("estimated") or [],
                 "alerts": result.get("alerts") or [],
             }
         )

@@ -110,6 +110,11 @@ _WINDOW = _closed(
         "features": {"type": "object", "additionalProperties": _FEATURE},
         "metric": {**_OPT_STR, "description": "the project's metric, the one the loop judges by"},
         "performance": {"type": "array", "items": _OBJ, "description": "per version and arm, with CIs"},
+        "estimated": {
+            "type": "array",
+            "items": _OBJ,
+            "description": "per version and arm, estimated without labels, with 95 % bands",
+        },
         "alerts": {"type": "array"},
     }
 )

@@ -216,12 +216,23 @@ function renderMonitoring(mon) {
         s.n.push(g.n_labeled);
       }
     }
+    // The same metric estimated from the outputs alone (before labels arrive): dotted, its band as the bar.
+    for (const g of r.estimated || []) {
+      const v = (g.metrics || {})[r.metric];
+      if (!v || v.value === null) continue;
+      const key = `v${g.model_version} ${g.arm} · ${r.metric} (estimated)`;
+      const s = (series[key] = series[key] || { x: [], y: [], lo: [], hi: [], n: [], estimated: true });
+      s.x.push(local(r.window_end || r.ts)); s.y.push(v.value);
+      s.hi.push(v.high === null ? 0 : v.high - v.value); s.lo.push(v.low === null ? 0 : v.value - v.low);
+      s.n.push(g.rows);
+    }
   }
   draw("chart-perf", Object.entries(series).map(([name, s]) => ({
-    x: s.x, y: s.y, name, type: "scatter", mode: "lines+markers", text: s.n.map((n) => `${n} labeled rows`),
+    x: s.x, y: s.y, name, type: "scatter", mode: "lines+markers", line: { dash: s.estimated ? "dot" : "solid" },
+    text: s.n.map((n) => (s.estimated ? `${n} rows, no labels` : `${n} labeled rows`)),
     error_y: { type: "data", symmetric: false, array: s.hi, arrayminus: s.lo, visible: true },
     hovertemplate: "%{y:.4f} (%{text})<extra>" + name + "</extra>",
-  })), layout("Performance per version and arm as labels arrive (95 % intervals)", {
+  })), layout("Performance per version and arm: as labels arrive (solid) and estimated before them (dotted), 95 % intervals", {
     yaxis: { title: { text: (w.length && w[w.length - 1].metric) || "metric" } }, height: 300, margin: { l: 55, r: 20, t: 36, b: 70 },
   }));
 }
