@@ -106,6 +106,12 @@ def test_monitor_pass_is_stored_logged_exported_and_alerted(
     assert cost["cpu_ms_per_1k"] == pytest.approx(80.0)
     assert "400 rows, 80.0 CPU-ms per 1,000" in proc.stdout
     assert "Serving cost" in (tmp_path / "out.html").read_text()
+    # A version logged without a kept holdout (as before it was kept) has no estimate, and the pass says why.
+    note = "v1 was trained before its holdout was kept: no estimate"
+    assert report["estimated"] == [
+        {"model_version": "1", "arm": "champion", "rows": 400, "method": None, "metrics": {}, "note": note}
+    ]
+    assert f"v1 champion: 400 rows, no estimate ({note})" in proc.stdout
     assert (tmp_path / "out.html").stat().st_size > 1_000_000  # plotly.js inlined
     prom = (tmp_path / "m.prom").read_text()
     assert "driftloop_dataset_drift 1.0" in prom and "driftloop_monitoring_rows 400.0" in prom

@@ -349,10 +349,9 @@ def print_estimated(estimated: list[dict]) -> None:
             if v["value"] is not None and v["low"] is not None and v["high"] is not None
         )
         note = f" [dim]({group['note']})[/]" if group.get("note") else ""
+        what = f"estimated ({group['method']}) {metrics}" if group["method"] else "no estimate"
         console.print(
-            f"v{group['model_version']} {group['arm']}: {group['rows']} rows, estimated "
-            f"({group['method'] or 'none'}) {metrics or '-'}{note}",
-            highlight=False,
+            f"v{group['model_version']} {group['arm']}: {group['rows']} rows, {what}{note}", highlight=False
         )
 
 

@@ -685,7 +685,11 @@ class DLEEstimator(PerformanceEstimator):
         # of the mean: a tree predicting ~0 somewhere must not turn one error into an infinite kurtosis.
         squared = _fit_loss_model(X, e2, seed + 1)
         mean_e2 = float(e2.mean())
-        z2 = e2 / np.maximum(squared.predict(X), 0.1 * mean_e2) if mean_e2 > 0 else np.zeros_like(e2)
+        z2 = (
+            e2 / np.maximum(squared.predict(X, num_threads=1), 0.1 * mean_e2)
+            if mean_e2 > 0
+            else np.zeros_like(e2)
+        )
         kurtosis = float(np.mean(z2**2) / np.mean(z2) ** 2) if np.mean(z2) > 0 else 3.0
         kurtosis = kurtosis if np.isfinite(kurtosis) else 3.0
         return cls(
@@ -713,10 +717,10 @@ class DLEEstimator(PerformanceEstimator):
         if len(X) != len(pred):
             raise DataError(f"window: {len(X)} feature rows but {len(pred)} predictions")
         X = np.column_stack([X, pred])
-        mu = np.clip(self.absolute.predict(X), 0.0, None)
+        mu = np.clip(self.absolute.predict(X, num_threads=1), 0.0, None)
         # No floor at mu^2 (E[e^2] >= E[|e|]^2 holds for the truth, not for two noisy fits): flooring raised
         # the RMSE estimate's error by a tenth on the benchmark. The variance below clips instead.
-        s2 = np.clip(self.squared.predict(X), 0.0, None)
+        s2 = np.clip(self.squared.predict(X, num_threads=1), 0.0, None)
         n = len(pred)
         z = float(norm.isf((1 - self.confidence) / 2))
         mae = float(mu.mean())
