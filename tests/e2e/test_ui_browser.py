@@ -64,6 +64,14 @@ def test_page_shows_the_loop_and_acts_only_with_the_token(history: LoopHistory, 
             kinds = page.locator("#events tbody tr").evaluate_all("rows => rows.map(r => r.dataset.kind)")
             assert "canary_started" in kinds and "model_registered" in kinds
             assert "Europe/Berlin" in (page.text_content("#refreshed") or "")
+            # The monitoring pass estimated the champion's metric before its labels: a dotted line with a band.
+            until(page, "(document.getElementById('chart-perf').data || []).length > 0")
+            estimated = page.evaluate(
+                "document.getElementById('chart-perf').data.filter(t => t.name.endsWith('(estimated)'))"
+                ".map(t => [t.name, t.line.dash, t.y.length, t.error_y.array.length])"
+            )
+            assert [e[1:] for e in estimated] == [["dot", 1, 1]], estimated
+            assert estimated[0][0] == f"v{history.champion} champion · accuracy (estimated)"
             shot = Path(os.environ.get("UI_SCREENSHOT") or tmp_path / "ui.png")  # docs/ui.png is one
             page.screenshot(path=str(shot), full_page=True)
             # An event's version opens its lineage and gate report; a request id is explained.
