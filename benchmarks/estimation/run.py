@@ -561,10 +561,10 @@ def write_results(
         "- `red_to_white` is not covariate shift: white wines with the same measurements are not rated like red "
         "ones (P(y | x) changes), which neither method can see from inputs and scores. Both are off by about the "
         "same amount there; it is in the table to show that limit, not to rank the tools.",
-        "- Regression (DLE) time is almost all LightGBM training: two loss models of the same capacity as "
-        "NannyML's (100 trees, 31 leaves; driftloop uses 63 bins, which saves about a fifth), and NannyML's own "
-        "overhead is small there, so the speed-up is a few times, not ten. Fewer trees would be faster and were "
-        "not clearly worse on these two cases, but that would be tuning to the benchmark.",
+        "- Regression (DLE) time is LightGBM's: two loss models of the same capacity as NannyML's (100 trees, "
+        "31 leaves; driftloop uses 63 bins, which saves about a fifth), trained and predicted on one thread. "
+        "(Predicting with LightGBM's default, every core, spent more time starting threads than predicting on "
+        "this busy two-core machine: before that was fixed the regression cases were only 5-6x faster.)",
         "- driftloop's DLE band leaves out the loss models' own error, so it holds the realised metric less often "
         "than 95 %, most of all on a 130-row reference (diabetes); NannyML's +- 3 standard errors is wider.",
         "- Small references and windows (breast cancer: 170 reference rows, windows of about 57) make every "
