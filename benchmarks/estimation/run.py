@@ -1,4 +1,4 @@
-"""Label-free performance estimation benchmark: driftloop (`monitor/estimation.py`) against NannyML on the
+"""Label-free performance estimation benchmark: driftloop (`monitor/estimation/`) against NannyML on the
 same windows.
 
 Every case trains a model, keeps a labelled held-out **reference** and cuts **analysis windows** whose labels

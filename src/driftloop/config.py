@@ -41,7 +41,7 @@ Strategy = Literal["single", "ab", "canary", "shadow", "bluegreen"]
 
 #: Metrics where a smaller value is better; the gate and the controller flip their comparisons for these.
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
-#: Metrics monitoring can estimate before labels arrive (monitor/estimation.py); log_loss and r2 cannot be.
+#: Metrics monitoring can estimate before labels arrive (monitor/estimation/); log_loss and r2 cannot be.
 ESTIMATED_METRICS = frozenset({"accuracy", "f1_macro", "roc_auc", "rmse", "mae"})
 DEFAULT_METRIC: dict[str, Metric] = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
 TASK_METRICS: dict[str, tuple[Metric, ...]] = {

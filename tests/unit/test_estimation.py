@@ -197,7 +197,7 @@ def test_expected_roc_auc_is_the_weighted_pair_count_with_ties() -> None:
 @pytest.mark.parametrize("k", [2, 4])
 def test_delta_method_band_matches_simulated_labels(k: int) -> None:
     """The closed-form standard deviations against 4,000 label vectors drawn from the same probabilities."""
-    from driftloop.monitor.estimation import _gradients, _label_variance, _ranks, _realised
+    from driftloop.monitor.estimation.cbpe import _gradients, _label_variance, _ranks, _realised
 
     rng = np.random.default_rng(11 + k)
     n = 300

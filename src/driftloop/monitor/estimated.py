@@ -1,6 +1,6 @@
 """Label-free performance in a monitoring pass: an estimate per model version and arm, before labels arrive.
 
-The engine is `monitor/estimation.py` (CBPE for classifiers, DLE for regression). Here each model version's
+The engine is `monitor/estimation/` (CBPE for classifiers, DLE for regression). Here each model version's
 estimator is fitted once, on the version's kept holdout, which `train` logs with the model
 (`reference/holdout.parquet`): labelled rows the version never trained on. (The drift reference is a sample
 of its training rows, on which every model looks better than it is: calibrating there would make every
