@@ -7,7 +7,11 @@ and GTIL, treelite's C++ interpreter, walks every tree in one call that releases
 (benchmarks/serving/RESULTS.md). GTIL needs no compiler; tl2cgen, which turns the trees into C, spent over
 25 minutes of gcc on one 300-tree forest here, too long and too fragile for a server that compiles on its
 own. Walking a deep forest row by row is memory-bound, so above `BATCH_ROWS` rows scikit-learn's per-tree
-vectorised walk is faster: a `CompiledForest` hands those batches to the original estimator.
+vectorised walk is faster: a `CompiledForest` hands those batches to the original estimator. tl2cgen walks
+row by row too, so it does not help batch scoring either (tl2cgen 1.0.0 on the four forests of the default
+red wine ensemble, 150-393 trees each, 250,000 rows, one thread): at -O1 a forest compiles in 40-150 s, yet
+predicts 0.25-0.74x as many rows per CPU second as scikit-learn's `predict_proba` (-O3 is no faster);
+GTIL makes about 0.1x.
 
 As with LightGBM (`driftloop.compiled.booster`), the conversion runs in a child process (no GIL contention
 with live traffic; a crash in treelite cannot take the server down), once per model version and machine,
