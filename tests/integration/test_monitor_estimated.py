@@ -196,3 +196,26 @@ def test_config_refuses_an_estimated_trigger_it_cannot_feed(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="'r2' has no label-free estimate"):
         load_config(r2)
     assert load_config(write_project(tmp_path, loop=trigger)).loop.triggers[0].kind == "estimated_performance"
+
+
+def test_an_unreadable_holdout_costs_the_estimate_not_the_pass(trained, monkeypatch) -> None:  # noqa: ANN001
+    """A corrupt holdout file on disk (the fault injected, not mocked): the pass still judges drift and
+    performance, and its estimate section says why it has none; the next pass tries again."""
+    from driftloop.monitor import check as check_module
+
+    cfg, stores, version = trained
+    path = stores.tracking.holdout_path(version)
+    assert path is not None
+    good = path.read_bytes()
+    monkeypatch.setattr(check_module, "_ESTIMATORS", check_module._Memo())  # nothing fitted before the fault
+    try:
+        path.write_bytes(b"not parquet")
+        broken = run_check(stores, cfg, record=False)
+    finally:
+        path.write_bytes(good)
+    assert broken.status == "ok" and broken.drift is not None and broken.performance is not None
+    [group] = broken.estimated
+    assert group.method is None and group.metrics == {}
+    assert (group.note or "").startswith(f"v{version}: model or holdout unreadable:")
+    [again] = run_check(stores, cfg, record=False).estimated
+    assert again.method == "cbpe"

@@ -311,17 +311,37 @@ def evaluate_window(
 
 # -- glue over the stores ---------------------------------------------------------------------------------
 
-_CACHE: dict[tuple[str, str, str, str], ReferenceState] = {}
-_CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 8
+
+class _Memo:
+    """What a pass prepares once per model version (its reference, its estimator), kept for the next passes;
+    bounded, oldest out first, since versions come and go."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._items: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.Lock()
+        self._size = size
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
+        with self._lock:
+            if len(self._items) >= self._size:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = value
+
+
+_REFERENCES = _Memo()
+_ESTIMATORS = _Memo()
 
 
 def reference_state(stores: Stores, cfg: Config, version: str) -> ReferenceState:
     """The champion's prepared reference, built once per (store, model, version, monitoring config)."""
     key = (stores.tracking.tracking_uri, stores.model_name, str(version), cfg.monitoring.model_dump_json())
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
+    cached: ReferenceState | None = _REFERENCES.get(key)
+    if cached is not None:
+        return cached
     bundle = stores.tracking.load_bundle(version)
     spec = bundle.spec
     reference = pd.read_parquet(stores.tracking.reference_path(version))
@@ -346,14 +366,8 @@ def reference_state(stores: Stores, cfg: Config, version: str) -> ReferenceState
         metric_name=metric,
         reference_metric=reference_metric,
     )
-    with _CACHE_LOCK:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = state
+    _REFERENCES.put(key, state)
     return state
-
-
-_ESTIMATORS: dict[tuple[str, str, str, float], VersionEstimator] = {}
 
 
 def version_estimator(stores: Stores, cfg: Config, version: str) -> VersionEstimator:
@@ -362,9 +376,9 @@ def version_estimator(stores: Stores, cfg: Config, version: str) -> VersionEstim
     A version whose holdout or model cannot be read (the tracking store down) has no estimate this pass,
     with the reason in the result; it is tried again next pass."""
     key = (stores.tracking.tracking_uri, stores.model_name, str(version), cfg.monitoring.confidence)
-    with _CACHE_LOCK:
-        if key in _ESTIMATORS:
-            return _ESTIMATORS[key]
+    cached: VersionEstimator | None = _ESTIMATORS.get(key)
+    if cached is not None:
+        return cached
     try:
         bundle = stores.tracking.load_bundle(version)
         path = stores.tracking.holdout_path(version)
@@ -381,10 +395,7 @@ def version_estimator(stores: Stores, cfg: Config, version: str) -> VersionEstim
         classes=class_strings(bundle.spec.classes),
         confidence=cfg.monitoring.confidence,
     )
-    with _CACHE_LOCK:
-        if len(_ESTIMATORS) >= _CACHE_SIZE:
-            _ESTIMATORS.pop(next(iter(_ESTIMATORS)))
-        _ESTIMATORS[key] = fitted
+    _ESTIMATORS.put(key, fitted)
     return fitted
 
 

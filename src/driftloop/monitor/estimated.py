@@ -66,8 +66,8 @@ class VersionEstimator:
     note: str | None = None
     classes: tuple[str, ...] = ()
     """The classes as the log writes them (the keys of its probabilities), in the model's order."""
-    encode: Any = None
-    """Regression: window rows -> the feature frame the loss models were fitted on."""
+    bundle: ModelBundle | None = None
+    """The version's model: its encoder turns a regression's logged features into the loss models' input."""
 
     @classmethod
     def fit(
@@ -84,9 +84,8 @@ class VersionEstimator:
             return cls(version, None, f"v{version} was trained before its holdout was kept: no estimate")
         spec = bundle.spec
         holdout = holdout[holdout[spec.target].notna()]
-        encode = _encoder(bundle)
         try:
-            X = encode(holdout)
+            X = _features(bundle, holdout)
             out = bundle.predict_matrix(X.to_numpy())
             estimator = fit_estimator(
                 X,
@@ -99,23 +98,22 @@ class VersionEstimator:
             )
         except DataError as exc:
             return cls(version, None, f"v{version}: its holdout cannot calibrate an estimate: {exc}")
-        return cls(version, estimator, None, tuple(classes), encode)
+        return cls(version, estimator, None, tuple(classes), bundle)
 
     def estimate(self, rows: pd.DataFrame) -> tuple[dict[str, MetricEstimate], str, str | None]:
         """The metrics over `rows` (log rows of this version), the method, and a note (rows left out)."""
-        assert self.estimator is not None
+        assert self.estimator is not None and self.bundle is not None
         if self.estimator.method == "cbpe":
             has = rows["probabilities"].notna()
             proba = probability_matrix(rows.loc[has, "probabilities"], list(self.classes))
             if not len(proba):
                 raise DataError("no logged class probabilities")
             result = self.estimator.estimate(proba)
-            left = int((~has).sum())
         else:
             predictions = pd.to_numeric(rows["prediction"], errors="coerce")
             has = predictions.notna()
-            result = self.estimator.estimate(predictions[has].to_numpy(), self.encode(rows[has]))
-            left = int((~has).sum())
+            result = self.estimator.estimate(predictions[has].to_numpy(), _features(self.bundle, rows[has]))
+        left = int((~has).sum())
         note = f"{left} row(s) without a logged output left out" if left else None
         uncalibrated = result.detail.get("uncalibrated")
         if uncalibrated:
@@ -126,16 +124,14 @@ class VersionEstimator:
         return result.metrics, result.method, note
 
 
-def _encoder(bundle: ModelBundle) -> Any:
-    names = list(bundle.spec.feature_names)
-
-    def encode(frame: pd.DataFrame) -> pd.DataFrame:
-        missing = [f.name for f in bundle.spec.features if f.name not in frame.columns]
-        if missing:
-            raise DataError(f"no logged feature(s) {', '.join(missing[:5])}")
-        return pd.DataFrame(bundle.encoder.encode_frame(frame), columns=names, index=frame.index)
-
-    return encode
+def _features(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
+    """The model's encoded features of `frame` (holdout or logged rows), named as the spec names them."""
+    missing = [f.name for f in bundle.spec.features if f.name not in frame.columns]
+    if missing:
+        raise DataError(f"no logged feature(s) {', '.join(missing[:5])}")
+    return pd.DataFrame(
+        bundle.encoder.encode_frame(frame), columns=list(bundle.spec.feature_names), index=frame.index
+    )
 
 
 def estimate_window(
