@@ -43,6 +43,8 @@ RUN apt-get update \
     && mkdir -p /srv/driftloop \
     && chown driftloop:driftloop /srv/driftloop
 COPY --from=build /opt/venv /opt/venv
+# Dask workers started from this image (deploy/k8s/dask) keep glibc's adaptive malloc: see the file.
+COPY deploy/dask/distributed.yaml /etc/dask/driftloop-distributed.yaml
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import dask.config
 import pytest
+import yaml
 
 from driftloop.errors import UserError
-from driftloop.scale.cluster import ENV_SCHEDULER, LOCAL, resolve_address
+from driftloop.scale.cluster import ENV_SCHEDULER, LOCAL, WORKER_CONFIG, resolve_address
 
 pytestmark = pytest.mark.no_database
 
@@ -38,3 +42,15 @@ def test_a_well_formed_address_is_kept_and_the_flag_wins(monkeypatch: pytest.Mon
 def test_a_malformed_address_names_its_source(flag: str | None, configured: str | None, message: str) -> None:
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
         resolve_address(flag, configured)
+
+
+def test_the_images_dask_config_says_what_local_clusters_do() -> None:
+    # deploy/dask/distributed.yaml goes to /etc/dask in the image: remote workers get the local clusters' setting.
+    repo = Path(__file__).parents[2]
+    shipped = yaml.safe_load((repo / "deploy" / "dask" / "distributed.yaml").read_text())
+    for key, value in WORKER_CONFIG.items():
+        assert dask.config.get(key, config=shipped, default="absent") == value
+    assert (
+        "COPY deploy/dask/distributed.yaml /etc/dask/driftloop-distributed.yaml"
+        in (repo / "Dockerfile").read_text()
+    )

@@ -22,11 +22,18 @@ from driftloop.errors import UserError
 if TYPE_CHECKING:
     from distributed import Client
 
+__all__ = ["ENV_SCHEDULER", "LOCAL", "WORKER_CONFIG", "check_workers", "dask_client", "resolve_address"]
+
 log = logging.getLogger(__name__)
 
 ENV_SCHEDULER = "DRIFTLOOP_DASK_SCHEDULER"
 CONNECT_TIMEOUT_SECONDS = 20
 
+
+#: Dask settings for the worker processes of a local cluster; deploy/dask/distributed.yaml, which the image puts
+#: in /etc/dask, says the same for every other cluster and why (in short: Dask's MALLOC_TRIM_THRESHOLD_ costs
+#: a forest model 16-23 % of its batch scoring speed).
+WORKER_CONFIG: dict[str, Any] = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 LOCAL = "local"
 """The `--dask` value (or `scale.dask_scheduler`) that asks for a local cluster on this machine."""
@@ -88,6 +95,7 @@ def dask_client(
     cost, nothing to pickle). Local workers get one thread each by default, so LightGBM and NumPy do not
     oversubscribe the cores (the nanny also sets OMP_NUM_THREADS=1 in each worker process).
     """
+    import dask
     from distributed import Client, LocalCluster
 
     if address and address != LOCAL:
@@ -105,14 +113,15 @@ def dask_client(
             client.close()
         return
     workers = n_workers or max(1, min(4, os.cpu_count() or 1))
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=threads_per_worker,
-        processes=processes,
-        memory_limit=memory_limit,
-        dashboard_address=":0",  # any free port: parallel clusters (tests, jobs) never collide on 8787
-        silence_logs=logging.WARNING,
-    )
+    with dask.config.set(WORKER_CONFIG):  # read when each nanny starts, i.e. inside the constructor
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads_per_worker,
+            processes=processes,
+            memory_limit=memory_limit,
+            dashboard_address=":0",  # any free port: parallel clusters (tests, jobs) never collide on 8787
+            silence_logs=logging.WARNING,
+        )
     client = Client(cluster)
     try:
         yield client
