@@ -11,7 +11,9 @@ vectorised walk is faster: a `CompiledForest` hands those batches to the origina
 row by row too, so it does not help batch scoring either (tl2cgen 1.0.0 on the four forests of the default
 red wine ensemble, 150-393 trees each, 250,000 rows, one thread): at -O1 a forest compiles in 40-150 s, yet
 predicts 0.25-0.74x as many rows per CPU second as scikit-learn's `predict_proba` (-O3 is no faster);
-GTIL makes about 0.1x.
+GTIL makes about 0.1x. The best hand-written batch walk we found, eight branch-free walks of one tree in
+flight, makes 1.42x (benchmarks/forest_kernel); for a kernel gcc must build on every machine, that was
+not worth shipping.
 
 As with LightGBM (`driftloop.compiled.booster`), the conversion runs in a child process (no GIL contention
 with live traffic; a crash in treelite cannot take the server down), once per model version and machine,
