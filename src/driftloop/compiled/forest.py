@@ -12,7 +12,7 @@ row by row too, so it does not help batch scoring either (tl2cgen 1.0.0 on the f
 red wine ensemble, 150-393 trees each, 250,000 rows, one thread): at -O1 a forest compiles in 40-150 s, yet
 predicts 0.25-0.74x as many rows per CPU second as scikit-learn's `predict_proba` (-O3 is no faster);
 GTIL makes about 0.1x. The best hand-written batch walk we found, eight branch-free walks of one tree in
-flight, makes 1.42x (benchmarks/forest_kernel); for a kernel gcc must build on every machine, that was
+flight, makes about 1.4x (benchmarks/forest_kernel); for a kernel gcc must build on every machine, that was
 not worth shipping.
 
 As with LightGBM (`driftloop.compiled.booster`), the conversion runs in a child process (no GIL contention
