@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import functools
+import os
 import platform
 import subprocess
 import tempfile
@@ -108,10 +109,11 @@ def build(flags: list[str], folder: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(lib))
 
 
-def cpu_seconds(fn) -> float:  # noqa: ANN001
+def cpu_seconds(fn):  # noqa: ANN001, ANN201
+    """(CPU seconds fn took, what it returned)."""
     start = time.process_time()
-    fn()
-    return time.process_time() - start
+    result = fn()
+    return time.process_time() - start, result
 
 
 def main() -> None:
@@ -148,13 +150,9 @@ def main() -> None:
     X32 = np.ascontiguousarray(X, dtype=np.float32)
     n_trees = sum(len(f.estimators_) for f, _ in forests)
 
-    reference = np.zeros(0)
-
-    def sklearn() -> None:
-        nonlocal reference
-        reference = sum(w * f.predict_proba(X) for f, w in forests)  # type: ignore[assignment]
-
-    rows = [("scikit-learn predict_proba", "", cpu_seconds(sklearn), 0.0)]
+    uptime_before = _uptime()
+    seconds, reference = cpu_seconds(lambda: sum(w * f.predict_proba(X) for f, w in forests))
+    rows = [("scikit-learn predict_proba", "", seconds, 0.0)]
     nodes, roots, leafbase, leaves = pack(forests)
     ptr = ctypes.c_void_p
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,12 +169,13 @@ def main() -> None:
                     ctypes.c_int(n_trees), ptr(leaves.ctypes.data), ctypes.c_int(leaves.shape[1]),
                     ptr(out.ctypes.data), ctypes.c_int(BLOCK),
                 )  # fmt: skip
-                seconds = cpu_seconds(call)
+                seconds, _ = cpu_seconds(call)
                 rows.append((name, " ".join(flags), seconds, float(np.abs(out - reference).max())))
-    write(args, version, forests, n_trees, len(nodes), len(X32), rows)
+    uptimes = (uptime_before, _uptime())
+    write(args, version, forests, n_trees, len(nodes), len(X32), rows, uptimes)
 
 
-def write(args, version, forests, n_trees, n_nodes, n_rows, rows) -> None:  # noqa: ANN001
+def write(args, version, forests, n_trees, n_nodes, n_rows, rows, uptimes) -> None:  # noqa: ANN001
     base = rows[0][2]
     lines = [
         "# A hand-written forest walk against scikit-learn on the default model's forests (issue #18)",
@@ -185,6 +184,7 @@ def write(args, version, forests, n_trees, n_nodes, n_rows, rows) -> None:  # no
         f"gcc {_gcc()}.",
         f"Command: `.venv/bin/python benchmarks/forest_kernel/run.py --rows {args.rows}` "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). One thread, CPU seconds.",
+        f"`uptime` before: `{uptimes[0]}`; after: `{uptimes[1]}`.",
         "",
         f"Model: the default champion v{version} of `benchmarks/batch/run.py`: its forests "
         + ", ".join(f"{type(f).__name__} ({len(f.estimators_)} trees, weight {w:.3f})" for f, w in forests)
@@ -205,8 +205,12 @@ def write(args, version, forests, n_trees, n_nodes, n_rows, rows) -> None:  # no
 def _cpu() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
-            return line.split(":", 1)[1].strip() + f" x{len(__import__('os').sched_getaffinity(0))}"
+            return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
     return platform.processor()
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def _gcc() -> str:

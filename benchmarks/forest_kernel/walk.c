@@ -34,7 +34,8 @@ static inline void add_leaf(const double *lv, double *o, int nout) {
   for (int k = 0; k < nout; k++) o[k] += lv[k];
 }
 
-/* One row at a time through one tree, then the next row: scikit-learn's loop on the compact layout. */
+/* One row at a time through one tree, then the next row: scikit-learn's loop order, but with a branch-free
+ * step, so each step waits for the load before it. */
 void walk_rows(const float *X, int64_t n, int nf, const node_t *nodes, const int64_t *roots,
                const int64_t *leafbase, int ntrees, const double *leaves, int nout, double *out, int block) {
   for (int64_t b0 = 0; b0 < n; b0 += block) {
